@@ -1,0 +1,134 @@
+"""Study configuration: YAML file + `key=value` overrides → a validated `StudyConfig`.
+
+A study config is a trainer config (data, model, optim, budget: the values every trial starts
+from) plus how to search (`search`) and where to track (`tracking`). Every failure is a
+`ConfigError` with one line that names the key and says how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
+
+SAMPLERS = ("tpe", "gp", "botorch", "random", "qmc", "grid", "cmaes")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; the message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchConfig(_Strict):
+    """How trials are suggested, scheduled and resourced."""
+
+    space: str = Field("search_spaces/paper.yaml", description="search space YAML")
+    sampler: Literal[SAMPLERS] = "tpe"
+    n_trials: int = Field(12, ge=1)
+    concurrency: int = Field(2, ge=1, description="trials running at once")
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0, description="fractions let small proxies share a GPU")
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_tokens: int | None = Field(None, ge=1, description="ASHA's first rung; default 2 evaluations")
+    reduction_factor: float = Field(3, gt=1)
+    metric: str = "target_val_loss"
+    mode: Literal["min", "max"] = "min"
+    seed: int = 0
+
+
+class TrackingConfig(_Strict):
+    """MLflow: an embedded sqlite store in the work directory unless `uri` names another."""
+
+    uri: str | None = None
+    experiment: str | None = Field(None, description="default: the study name")
+
+
+class StudyConfig(_Strict):
+    """Everything `automix search` needs."""
+
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    work_dir: str | None = Field(None, description="default: runs/<study>")
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    budget: BudgetConfig
+    seed: int = 0
+    eval_every_tokens: int = Field(200_000, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    search: SearchConfig = SearchConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir or Path("runs") / self.study).resolve()
+
+    def base_train_config(self) -> TrainConfig:
+        """The trainer config every trial starts from, before the space's params are applied."""
+        fields = self.model_dump(include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"})
+        return TrainConfig.model_validate(fields)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: '{k}' is not a section")
+    node[keys[-1]] = value
+
+
+def _resolve_paths(raw: dict) -> None:
+    """Make corpus, cache and work paths absolute: Ray runs trials in other working directories."""
+    data = raw.get("data") or {}
+    for key in ("target", "target_valid", "auxiliary", "aux_valid", "cache_dir"):
+        value = data.get(key)
+        if isinstance(value, str) and not value.startswith("hf:"):
+            data[key] = str(Path(value).expanduser().resolve())
+    if isinstance(raw.get("work_dir"), str):
+        raw["work_dir"] = str(Path(raw["work_dir"]).expanduser().resolve())
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line from pydantic's report: the first problem, with the key that has it."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{where}': remove it or check its spelling"
+    if first["type"] == "missing":
+        return f"missing key '{where}': add it to the config"
+    return f"'{where}': {first['msg']} (got {first.get('input')!r})"
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
+    """Read a YAML study config, apply `a.b=value` overrides (values parsed as YAML), validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: pass the path of a YAML study config")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of config sections")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not key=value (e.g. search.n_trials=4)")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    raw.setdefault("data", {}).setdefault("cache_dir", None)
+    if raw["data"]["cache_dir"] is None:
+        work = raw.get("work_dir") or str(Path("runs") / str(raw.get("study", "study")))
+        raw["data"]["cache_dir"] = str(Path(work) / "cache")
+    _resolve_paths(raw)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {format_validation_error(e)}") from None

@@ -1,0 +1,60 @@
+"""Trial functions: `objective(params, report) -> dict[str, float]`.
+
+The built-in `TrainerObjective` maps a trial's params onto a trainer config and trains; a user's
+own objective has the same shape and gets the same search, scheduling and tracking. `report` is a
+`Reporter`: call it with a metrics dict at each evaluation (include `tokens`, the scheduler's
+time axis); it also tells the objective which trial it is running.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from automix.space import SearchSpace
+from trainer.config import TrainConfig
+from trainer.train import run
+
+Objective = Callable[[dict[str, Any], "Reporter"], dict[str, float]]
+
+
+class Reporter:
+    """Callable handed to objectives: forwards metrics to `sink` and remembers the last ones."""
+
+    def __init__(self, trial_number: int | None, sink: Callable[[dict], Any]):
+        self.trial_number = trial_number
+        self.last: dict[str, float] = {}
+        self._sink = sink
+
+    def __call__(self, metrics: dict[str, float]) -> None:
+        self.last = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        self._sink(dict(self.last))
+
+
+class TrainerObjective:
+    """The built-in objective: params → `TrainConfig` → `trainer.train.run` → final metrics."""
+
+    def __init__(self, base: TrainConfig, space: SearchSpace, trials_dir: str | Path, threads: int | None = None):
+        self.base = base
+        self.space = space
+        self.trials_dir = Path(trials_dir)
+        self.threads = threads
+
+    def config_for(self, params: dict[str, Any], trial_number: int | None = None) -> TrainConfig:
+        """The trainer config of one trial: space params applied, checkpoint dir and threads set."""
+        config = self.space.apply(params, self.base)
+        updates: dict[str, Any] = {"threads": self.threads or config.threads}
+        if trial_number is not None:
+            updates["out_dir"] = str(self.trials_dir / f"{trial_number:04d}")
+        return config.model_copy(update=updates)
+
+    def __call__(self, params: dict[str, Any], report: Reporter) -> dict[str, float]:
+        result = run(self.config_for(params, report.trial_number), report=report)
+        return result.metrics
+
+
+def cpu_threads(cpus_per_trial: float) -> int:
+    """torch threads for a trial's CPU share (at least one)."""
+    return max(1, math.floor(cpus_per_trial))

@@ -1,0 +1,52 @@
+"""Optuna samplers by name, all seeded: the same seed gives the same suggestions."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import optuna.distributions as od
+
+from automix.config import ConfigError
+from automix.space import SearchSpace
+
+
+def grid_values(space: SearchSpace) -> dict[str, list]:
+    """Explicit value lists for a grid: categorical choices, or stepped int/float ranges."""
+    grid = {}
+    for name, d in space.distributions.items():
+        if isinstance(d, od.CategoricalDistribution):
+            grid[name] = list(d.choices)
+        elif getattr(d, "step", None):
+            n = int(round((d.high - d.low) / d.step)) + 1
+            grid[name] = [d.low + i * d.step for i in range(n)]
+        else:
+            raise ConfigError(f"grid sampler: param '{name}' needs 'choices' or a 'step' to enumerate")
+    return grid
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
+    """Build the sampler called `name` for `space`."""
+    if name == "tpe":
+        # multivariate TPE models the interaction of weight decay, epochs and mixing (they interact).
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "botorch":
+        from optuna_integration import BoTorchSampler
+
+        return BoTorchSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_values(space), seed=seed)
+    raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, botorch, random, qmc, grid, cmaes")
+
+
+def grid_size(space: SearchSpace) -> int:
+    """Number of points in the full grid."""
+    return math.prod(len(v) for v in grid_values(space).values())

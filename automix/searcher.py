@@ -1,0 +1,69 @@
+"""A thin adapter over Ray Tune's `OptunaSearch` so the Optuna study tells the truth.
+
+Stock OptunaSearch records a trial stopped by the scheduler as COMPLETE with its partial loss,
+so the sampler mistakes an early estimate for a final value; it also reports intermediate values
+at Ray's iteration count. This adapter:
+- marks a trial COMPLETE only if its objective returned (the final result carries `FINAL_KEY`),
+  PRUNED if the scheduler stopped it (its intermediate values stay), FAIL if it raised or its
+  value is not finite;
+- reports intermediate values at step = tokens, the axis schedulers compare trials on;
+- tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
+  carry the same number as the study;
+- stores each trial's cost (`tokens`, `wall_time_s`) as Optuna user attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+TRIAL_KEY = "__automix_trial"
+FINAL_KEY = "automix_final"
+COST_KEYS = ("tokens", "wall_time_s")
+
+log = logging.getLogger(__name__)
+
+
+class StudySearcher(OptunaSearch):
+    """OptunaSearch with truthful trial states, token steps and trial numbers (see module doc)."""
+
+    def trial_number(self, trial_id: str) -> int | None:
+        """The Optuna trial number behind a Ray trial id."""
+        trial = self._ot_trials.get(trial_id)
+        return None if trial is None else trial.number
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        if params is None:
+            return None
+        return {**params, TRIAL_KEY: self._ot_trials[trial_id].number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get(FINAL_KEY):
+            return  # multi-objective studies keep no intermediate values; the final one is told
+        value, tokens = result.get(self.metric), result.get("tokens")
+        if value is not None and tokens is not None and math.isfinite(value):
+            self._ot_trials[trial_id].report(float(value), step=int(tokens))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        result = result or {}
+        for key in COST_KEYS:
+            if key in result:
+                ot_trial.set_user_attr(key, float(result[key]))
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [result.get(m) for m in metrics]
+        finite = all(v is not None and math.isfinite(v) for v in values)
+        if error or (result.get(FINAL_KEY) and not finite):
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        elif result.get(FINAL_KEY):
+            self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
+        else:
+            # Stopped by the scheduler: Optuna takes the last intermediate value as the trial's value.
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)

@@ -1,0 +1,110 @@
+"""Search spaces: a YAML spec → Optuna distributions, fixed values, and the map onto a trainer config.
+
+```yaml
+params:
+  weight_decay:  {type: float, low: 0.01, high: 10, log: true}
+  epochs:        {type: int, low: 1, high: 32, log: true}
+  mix_ratio:     {type: float, low: 0.0, high: 0.75, step: 0.05}
+  model.depth:   {type: categorical, choices: [2, 3]}
+  learning_rate: 3.0e-3          # a plain value is fixed, not searched
+```
+The four vocabulary names map onto the trainer's fields; any other name is a dotted path into
+the trainer config (`optim.beta2`, `model.depth`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna.distributions as od
+import yaml
+
+from pydantic import ValidationError
+
+from automix.config import ConfigError, format_validation_error
+from trainer.config import TrainConfig
+
+ALIASES = {
+    "weight_decay": "optim.weight_decay",
+    "learning_rate": "optim.learning_rate",
+    "epochs": "budget.epochs",
+    "mix_ratio": "budget.mix_ratio",
+    "unique_tokens": "budget.unique_tokens",
+}
+BUNDLED = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+@dataclass
+class SearchSpace:
+    """Distributions to search and values to fix; `apply` turns a trial's params into a config."""
+
+    distributions: dict[str, od.BaseDistribution]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    source: str = "<python>"
+
+    def apply(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:
+        """Return `base` with fixed values and `params` written into it (validated)."""
+        tree = base.model_dump()
+        for name, value in {**self.fixed, **params}.items():
+            *parents, leaf = ALIASES.get(name, name).split(".")
+            node = tree
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return TrainConfig.model_validate(tree)
+
+
+def _distribution(name: str, spec: dict) -> od.BaseDistribution:
+    kind = spec.get("type", "float")
+    try:
+        if kind == "float":
+            return od.FloatDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
+        if kind == "int":
+            return od.IntDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
+        if kind == "categorical":
+            return od.CategoricalDistribution(spec["choices"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"search space param '{name}': {e} (spec {spec})") from None
+    raise ConfigError(f"search space param '{name}': type '{kind}' is not float, int or categorical")
+
+
+def resolve_space_path(path: str | Path) -> Path:
+    """A path as given, else the file of that name among the bundled `search_spaces/`."""
+    p = Path(path)
+    for candidate in (p, BUNDLED / p.name, BUNDLED / f"{p.name}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"search space {path} not found: give a YAML path or one of {sorted(BUNDLED.glob('*.yaml'))}")
+
+
+def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
+    """Parse a space YAML; with `base`, check that every name maps onto a trainer field."""
+    source = resolve_space_path(path)
+    raw = yaml.safe_load(source.read_text()) or {}
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise ConfigError(f"search space {source} needs a non-empty 'params' mapping")
+    distributions, fixed = {}, {}
+    for name, spec in params.items():
+        if isinstance(spec, dict):
+            distributions[name] = _distribution(name, spec)
+        else:
+            fixed[name] = spec
+    space = SearchSpace(distributions, fixed, str(source))
+    if base is not None:
+        probe = {n: d.to_external_repr(d.to_internal_repr(_any_value(d))) for n, d in distributions.items()}
+        try:
+            space.apply(probe, base)
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"search space {source}: param {e} is not a trainer config field") from None
+        except ValidationError as e:
+            raise ConfigError(f"search space {source}: {format_validation_error(e)}") from None
+    return space
+
+
+def _any_value(d: od.BaseDistribution) -> Any:
+    if isinstance(d, od.CategoricalDistribution):
+        return d.choices[0]
+    return d.low

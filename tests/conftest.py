@@ -1,0 +1,103 @@
+"""Fixtures for the data tests: tiny corpora written to tmp_path, and the shared real corpora."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from trainer.config import TrainConfig
+
+AR_WORDS = "السلام عليكم في المدينة الكبيرة قال الرئيس إن الحكومة ستعمل على تحسين الاقتصاد".split()
+EN_WORDS = "the quick brown fox jumps over a lazy dog while the market rallied after news".split()
+
+
+@dataclass(frozen=True)
+class TinyCorpora:
+    """Paths of a tiny study: every document starts with a unique tag (T007, A123) that tests can find."""
+
+    target: Path  # folder of two .txt files, Arabic words, tags T000..
+    target_valid: Path
+    auxiliary: Path  # .jsonl, English words, tags A000..
+    aux_valid: Path
+    cache: Path
+
+    def target_docs(self) -> list[str]:
+        """The target documents in file order, read independently of trainer.corpus."""
+        return [
+            line
+            for f in sorted(self.target.glob("*.txt"))
+            for line in f.read_text(encoding="utf-8").split("\n")
+            if line
+        ]
+
+
+def _docs(tag: str, words: list[str], n: int, rng: random.Random) -> list[str]:
+    return [f"{tag}{i:03d} " + " ".join(rng.choices(words, k=rng.randint(5, 25))) for i in range(n)]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> TinyCorpora:
+    """60 target documents (~10k bytes) and 400 auxiliary documents (~33k bytes)."""
+    rng = random.Random(0)
+    target = tmp_path / "ar" / "train"
+    target.mkdir(parents=True)
+    docs = _docs("T", AR_WORDS, 60, rng)
+    # a blank line is not a document
+    (target / "a.txt").write_text("\n".join(docs[:25]) + "\n\n", encoding="utf-8")
+    (target / "b.txt").write_text("\n".join(docs[25:]) + "\n", encoding="utf-8")
+    (target / "notes.md").write_text("not a corpus file\n", encoding="utf-8")
+    target_valid = tmp_path / "ar" / "valid.txt"
+    target_valid.write_text("\n".join(_docs("V", AR_WORDS, 10, rng)) + "\n", encoding="utf-8")
+    (tmp_path / "en").mkdir()
+    auxiliary = tmp_path / "en" / "train.jsonl"
+    auxiliary.write_text(
+        "".join(json.dumps({"text": d}) + "\n" for d in _docs("A", EN_WORDS, 400, rng)), encoding="utf-8"
+    )
+    aux_valid = tmp_path / "en" / "valid.txt"
+    aux_valid.write_text("\n".join(_docs("W", EN_WORDS, 10, rng)) + "\n", encoding="utf-8")
+    return TinyCorpora(target, target_valid, auxiliary, aux_valid, tmp_path / "cache")
+
+
+@pytest.fixture
+def make_cfg(tiny: TinyCorpora):
+    """Build a TrainConfig on the tiny corpora: budget and run keywords by name, the rest via `data=`."""
+
+    def make(
+        unique_tokens: int = 1000,
+        epochs: float = 1.0,
+        mix_ratio: float = 0.0,
+        seed: int = 0,
+        batch_size: int = 4,
+        data: dict | None = None,
+        **budget,
+    ) -> TrainConfig:
+        data = {
+            "target": str(tiny.target),
+            "target_valid": str(tiny.target_valid),
+            "auxiliary": str(tiny.auxiliary),
+            "aux_valid": str(tiny.aux_valid),
+            "seq_len": 16,
+            "cache_dir": str(tiny.cache),
+            **(data or {}),
+        }
+        return TrainConfig(
+            data=data,
+            budget={"unique_tokens": unique_tokens, "epochs": epochs, "mix_ratio": mix_ratio, **budget},
+            optim={"batch_size": batch_size},
+            seed=seed,
+        )
+
+    return make
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared real corpora (../shared/data next to the repository); skipped where absent."""
+    path = Path(__file__).parents[1].parent / "shared" / "data"
+    if not (path / "ar" / "valid.txt").exists():
+        pytest.skip(f"shared corpora not found at {path}")
+    return path

@@ -1,0 +1,1 @@
+"""One training run; knows nothing of Optuna, Ray or MLflow."""

@@ -1,0 +1,33 @@
+"""Save and reload a trained model with its config, keeping μP base shapes intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from trainer.config import TrainConfig
+from trainer.model import Transformer, build_model
+
+
+def save_checkpoint(out_dir: Path, model: Transformer, config: TrainConfig, tokenizer) -> Path:
+    """Write `model.pt` (weights + resolved config) and the tokenizer into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"model": model.state_dict(), "config": config.model_dump(), "vocab_size": tokenizer.vocab_size},
+        tmp,
+    )
+    tmp.replace(path)  # atomic: a reader never sees half a checkpoint
+    tokenizer.save(out_dir)
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Transformer, TrainConfig]:
+    """Rebuild the model from `model.pt`; base shapes are set without rescaling (mup's rule for reloads)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    config = TrainConfig.model_validate(state["config"])
+    model = build_model(config.model, state["vocab_size"], config.data.seq_len, init=False)
+    model.load_state_dict(state["model"])
+    return model.to(device), config

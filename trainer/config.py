@@ -1,0 +1,115 @@
+"""Typed configuration of one training run.
+
+The trainer knows nothing of searches: a run is fully described by a `TrainConfig`. Every model
+forbids unknown keys so that a typo in a YAML file is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the corpora are and how they become token ids.
+
+    A source is a file or folder of .txt (one document per line) / .jsonl (a `text` field) /
+    .parquet files, or `hf:NAME[:CONFIG]` for a Hugging Face dataset (streamed, capped).
+    """
+
+    target: str = Field(description="target-language training corpus")
+    target_valid: str = Field(description="held-out target text: gives target_val_loss")
+    auxiliary: str | None = Field(None, description="auxiliary-language training corpus")
+    aux_valid: str | None = Field(None, description="held-out auxiliary text: gives aux_val_loss")
+    tokenizer: Literal["byte", "bpe"] = "byte"
+    vocab_size: int = Field(4096, ge=260, le=65535, description="BPE only")
+    seq_len: int = Field(128, ge=8)
+    data_seed: int = Field(0, description="fixes the document order, hence which U tokens are used")
+    valid_tokens: int = Field(65536, ge=1, description="cap on tokens per validation set")
+    hf_max_documents: int = Field(200_000, ge=1, description="cap when streaming a hub dataset")
+    cache_dir: str = Field("work/cache", description="memory-mapped token arrays, keyed by content hash")
+
+
+class ModelConfig(_Strict):
+    """Decoder-only pre-LN transformer; `width` scales, `base_width` anchors μP's base shapes."""
+
+    width: int = Field(64, ge=8)
+    base_width: int = Field(64, ge=8)
+    depth: int = Field(2, ge=1)
+    n_heads: int = Field(4, ge=1)
+    mlp_ratio: int = Field(4, ge=1)
+    parametrization: Literal["mup", "sp"] = "mup"
+    init_std: float = Field(0.02, gt=0, description="hidden-weight init std at base width")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        for w in (self.width, self.base_width):
+            if w % self.n_heads:
+                raise ValueError(f"width {w} is not divisible by n_heads {self.n_heads}")
+        return self
+
+
+class OptimConfig(_Strict):
+    """AdamW (μP: MuAdamW) with a warmup-stable-decay schedule; lr and wd stated at base width."""
+
+    learning_rate: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    batch_size: int = Field(16, ge=1, description="sequences per step")
+    warmup_tokens: int = Field(50_000, ge=0)
+    decay_frac: float = Field(0.2, ge=0, le=1, description="share of T spent in the final linear decay")
+
+
+class BudgetConfig(_Strict):
+    """The data budget: U unique target tokens, E epochs over them, auxiliary share r of training tokens.
+
+    `mode: epochs` searches E and derives T = E·U/(1-r); `mode: fixed_tokens` fixes T and derives
+    E = (1-r)·T/U.
+    """
+
+    unique_tokens: int = Field(ge=1, description="U")
+    epochs: float = Field(1.0, gt=0, description="E (derived in fixed_tokens mode)")
+    mix_ratio: float = Field(0.0, ge=0, lt=1, description="r")
+    mode: Literal["epochs", "fixed_tokens"] = "epochs"
+    train_tokens: int | None = Field(None, ge=1, description="T, required in fixed_tokens mode")
+
+    @model_validator(mode="after")
+    def _fixed_needs_tokens(self) -> BudgetConfig:
+        if self.mode == "fixed_tokens" and self.train_tokens is None:
+            raise ValueError("budget.mode fixed_tokens needs budget.train_tokens")
+        return self
+
+    @property
+    def total_tokens(self) -> int:
+        """T: all training tokens, target and auxiliary."""
+        if self.mode == "fixed_tokens":
+            return int(self.train_tokens)
+        return int(round(self.epochs * self.unique_tokens / (1.0 - self.mix_ratio)))
+
+    @property
+    def effective_epochs(self) -> float:
+        """E, derived from T in fixed_tokens mode."""
+        if self.mode == "fixed_tokens":
+            return (1.0 - self.mix_ratio) * self.total_tokens / self.unique_tokens
+        return self.epochs
+
+
+class TrainConfig(_Strict):
+    """One training run: data, model, optimiser, budget, evaluation cadence, device."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    budget: BudgetConfig
+    seed: int = 0
+    eval_every_tokens: int = Field(200_000, ge=1, description="fixed token marks keep trials comparable")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch threads; default: the trial's CPU share")
+    out_dir: str | None = Field(None, description="where the final checkpoint goes; none: not saved")

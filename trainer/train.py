@@ -1,0 +1,149 @@
+"""One training run: `run(config, report=None) -> RunResult`.
+
+The loop is nanoGPT-plain: MuAdamW, warmup-stable-decay schedule, gradient clipping, evaluation
+at fixed token marks. `report(metrics)` is called at each evaluation; if it returns True or raises
+`StopTraining` the run ends early (this is how a scheduler prunes). Any other exception from it
+propagates unchanged (Ray Tune stops a pruned function trainable with SystemExit, for example).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from trainer.checkpoint import save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import Datasets, load_datasets
+from trainer.evaluate import validation_loss
+from trainer.model import build_model, build_optimizer
+
+Report = Callable[[dict], bool | None]
+
+
+class StopTraining(Exception):
+    """Raised by a report callback to end the run early (a pruned trial)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class RunResult:
+    """Final metrics, the metrics of every evaluation, and where the checkpoint went."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint_path: str | None = None
+    stopped_early: bool = False
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, CPU otherwise."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def wsd_schedule(total_steps: int, warmup_steps: int, decay_frac: float) -> Callable[[int], float]:
+    """Warmup-stable-decay lr multiplier.
+
+    The lr is flat until the last `decay_frac` of the run, so a partial run of a long trial is a
+    fair early estimate of a short one: schedulers compare trials of different T at equal tokens.
+    """
+    decay_start = int(total_steps * (1.0 - decay_frac))
+    warmup_steps = min(warmup_steps, decay_start)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if step < decay_start:
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - decay_start))
+
+    return factor
+
+
+def _evaluate(model, data: Datasets, batch_size: int, autocast) -> dict[str, float]:
+    metrics = {"target_val_loss": validation_loss(model, data.target_valid, batch_size, autocast)}
+    if data.aux_valid is not None:
+        metrics["aux_val_loss"] = validation_loss(model, data.aux_valid, batch_size, autocast)
+    return metrics
+
+
+def run(config: TrainConfig, report: Report | None = None) -> RunResult:
+    """Train one model as `config` says; see the module docstring for the `report` contract."""
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    data = load_datasets(config)
+    model = build_model(config.model, data.tokenizer.vocab_size, config.data.seq_len).to(device)
+    optimizer = build_optimizer(model, config.optim)
+    n_steps = data.stream.n_batches
+    tokens_per_step = config.optim.batch_size * config.data.seq_len
+    warmup = math.ceil(config.optim.warmup_tokens / tokens_per_step)
+    # LambdaLR multiplies each group's initial lr, keeping MuAdamW's per-group width scaling.
+    lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    )
+
+    history: list[dict[str, float]] = []
+    tokens, next_eval, train_loss_sum, train_batches = 0, config.eval_every_tokens, 0.0, 0
+    stopped = False
+    start = time.perf_counter()
+    model.train()
+    for step in range(n_steps):
+        x, y = (t.to(device, non_blocking=True) for t in data.stream.batch(step))
+        with autocast():
+            _, loss = model(x, y)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"training loss is {loss_value} at step {step} ({tokens} tokens)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        tokens += x.numel()
+        train_loss_sum += loss_value
+        train_batches += 1
+        if tokens < next_eval and step < n_steps - 1:
+            continue
+        next_eval = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
+        model.eval()
+        metrics = {
+            "tokens": tokens,
+            "step": step + 1,
+            "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
+            "lr": config.optim.learning_rate * lr_factor(step),
+            "train_loss": train_loss_sum / train_batches,
+            **_evaluate(model, data, config.optim.batch_size * 4, autocast),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        metrics["tokens_per_s"] = tokens / metrics["wall_time_s"]
+        model.train()
+        train_loss_sum, train_batches = 0.0, 0
+        history.append(metrics)
+        if report is not None:
+            try:
+                stopped = bool(report(metrics))
+            except StopTraining:
+                stopped = True
+            if stopped:
+                break
+
+    final = dict(history[-1])
+    checkpoint = None
+    if config.out_dir:
+        checkpoint = str(save_checkpoint(Path(config.out_dir), model, config, data.tokenizer))
+    return RunResult(metrics=final, history=history, checkpoint_path=checkpoint, stopped_early=stopped)
