@@ -1,8 +1,8 @@
 """automix: search how to pre-train a language model for a data-constrained language.
 
-    import automix
-    result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
-    result = automix.search(my_objective, automix.SearchSpace({...}), n_trials=20)
+import automix
+result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
+result = automix.search(my_objective, automix.SearchSpace({...}), n_trials=20)
 """
 
 from automix.config import ConfigError, SearchConfig, StudyConfig, load_config

@@ -30,7 +30,8 @@ def _search(args: argparse.Namespace) -> int:
     print_summary(result.trials, best, config.search.metric)
     print(f"study {result.study_name}: {result.storage_url}")
     print(f"best params: {result.work_dir / 'best.json'}")
-    print(f"MLflow: automix ui {args.config}   (tracking: {config.tracking.uri or default_tracking_uri(result.work_dir)})")
+    uri = config.tracking.uri or default_tracking_uri(result.work_dir)
+    print(f"MLflow: automix ui {args.config}  (tracking store {uri})")
     return 0 if best["best_trial"] is not None else 1
 
 
@@ -57,7 +58,18 @@ def _ui(args: argparse.Namespace) -> int:
     else:
         uri = default_tracking_uri(Path(args.work_dir).resolve())
     print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+    ]
     return subprocess.call(cmd)
 
 
@@ -88,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("AUTOMIX_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("AUTOMIX_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except (ConfigError, CorpusError) as e:

@@ -71,7 +71,9 @@ class StudyConfig(_Strict):
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
-        fields = self.model_dump(include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"})
+        fields = self.model_dump(
+            include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"}
+        )
         return TrainConfig.model_validate(fields)
 
 

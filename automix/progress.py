@@ -14,7 +14,13 @@ from automix.searcher import FINAL_KEY, TRIAL_KEY
 
 # Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-SHORT = {"weight_decay": "wd", "learning_rate": "lr", "mix_ratio": "r", "epochs": "E", "wall_time_s": "wall_s"}
+SHORT = {
+    "weight_decay": "wd",
+    "learning_rate": "lr",
+    "mix_ratio": "r",
+    "epochs": "E",
+    "wall_time_s": "wall_s",
+}
 
 
 def _fmt(v) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from typing import Any
 import optuna
 import pandas as pd
 import ray
+from pydantic import ValidationError
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from automix.config import ConfigError, SearchConfig, StudyConfig
+from automix.config import ConfigError, SearchConfig, StudyConfig, format_validation_error
 from automix.objective import Objective, Reporter, TrainerObjective, cpu_threads
 from automix.progress import ProgressCallback
 from automix.samplers import make_sampler
@@ -28,7 +30,7 @@ from automix.searcher import FINAL_KEY, TRIAL_KEY, StudySearcher
 from automix.space import SearchSpace, load_space
 from automix.study import open_study_storage, prepare_study
 from automix.tracking import MlflowTrialCallback, Tracker, default_tracking_uri, flatten
-from trainer.data import prepare
+from trainer.data import CorpusError, prepare
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,38 @@ def _ray_init(work_dir: Path, address: str | None) -> bool:
     return True
 
 
+@dataclass
+class _Plan:
+    """What a search runs: the objective, its space, and the scheduler's token axis."""
+
+    objective: Objective
+    space: SearchSpace
+    max_tokens: int
+    eval_every: int
+
+
+def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path) -> _Plan:
+    if config is None:
+        if space is None:
+            raise ConfigError(
+                "a custom objective needs a search space: pass space=SearchSpace(...) or a YAML path"
+            )
+        space = space if isinstance(space, SearchSpace) else load_space(space)
+        return _Plan(objective, space, 10**15, settings.grace_tokens or 1)
+    base = config.base_train_config()
+    space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
+    max_tokens = _max_train_tokens(space, config)
+    # Fail before any trial: corpora readable, U available, auxiliary enough for the largest r·T.
+    worst = base.budget.model_copy(
+        update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": _max_mix(space, base)}
+    )
+    prepare(base.model_copy(update={"budget": worst}))
+    threads = cpu_threads(settings.cpus_per_trial)
+    return _Plan(
+        TrainerObjective(base, space, work / "trials", threads), space, max_tokens, config.eval_every_tokens
+    )
+
+
 def search(
     objective: StudyConfig | Objective,
     space: SearchSpace | str | Path | None = None,
@@ -116,53 +150,52 @@ def search(
     `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, ...).
     `storage` is an Optuna storage URL (default: sqlite in the work directory), `tracking_uri` an
     MLflow URI (default: sqlite in the work directory). `resume=True` continues the study.
+    Bad input raises `ConfigError`/`CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     config = objective if isinstance(objective, StudyConfig) else None
-    base_settings = config.search.model_dump() if config else {}
     try:
-        search_cfg = SearchConfig.model_validate({**base_settings, **settings})
-    except ValueError as e:
-        raise ConfigError(f"search settings: {str(e).splitlines()[-2].strip()}") from None
+        search_cfg = SearchConfig.model_validate(
+            {**(config.search.model_dump() if config else {}), **settings}
+        )
+    except ValidationError as e:
+        raise ConfigError(f"search settings: {format_validation_error(e)}") from None
     study_name = study or (config.study if config else "automix")
-    work = Path(work_dir).resolve() if work_dir else (config.work_path if config else Path("runs", study_name).resolve())
-    work.mkdir(parents=True, exist_ok=True)
+    work = (
+        Path(work_dir).resolve()
+        if work_dir
+        else (config.work_path if config else Path("runs", study_name).resolve())
+    )
+    created = not work.exists()
+    try:
+        plan = _plan(objective, space, config, search_cfg, work)
+        storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
+        work.mkdir(parents=True, exist_ok=True)
+        ot_storage = open_study_storage(storage_url)
+        n_remaining = prepare_study(ot_storage, study_name, search_cfg, resume)
+    except (ConfigError, CorpusError):
+        if created:
+            shutil.rmtree(work, ignore_errors=True)  # nothing half-written
+        raise
 
-    if config is not None:
-        base = config.base_train_config()
-        space = space if isinstance(space, SearchSpace) else load_space(space or search_cfg.space, base)
-        max_tokens = _max_train_tokens(space, config)
-        # Fail before any trial: corpora readable, U available, auxiliary enough for the largest r·T.
-        worst = base.model_copy(update={"budget": base.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": max(base.budget.mix_ratio, _max_mix(space))})})
-        prepare(worst)
-        fn: Objective = TrainerObjective(base, space, work / "trials", threads=cpu_threads(search_cfg.cpus_per_trial))
-        eval_every = config.eval_every_tokens
-        tracking_uri = tracking_uri or config.tracking.uri
-        experiment = config.tracking.experiment or study_name
-    else:
-        if space is None:
-            raise ConfigError("a custom objective needs a search space: pass space=SearchSpace(...) or a YAML path")
-        space = space if isinstance(space, SearchSpace) else load_space(space)
-        fn, max_tokens, eval_every, experiment = objective, 10**15, search_cfg.grace_tokens or 1, study_name
-
-    storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
-    ot_storage = open_study_storage(storage_url)
-    n_remaining = prepare_study(ot_storage, study_name, search_cfg, resume)
-
-    tracker = Tracker(tracking_uri or default_tracking_uri(work), experiment, work / "mlartifacts")
+    tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
+    experiment = (config.tracking.experiment if config else None) or study_name
+    tracker = Tracker(tracking_uri, experiment, work / "mlartifacts")
     tags = {"sampler": search_cfg.sampler, "scheduler": search_cfg.scheduler, "study": study_name}
-    parent_params = flatten(config.model_dump()) if config else {"space": space.source}
-    parent_id = tracker.start_parent(f"search-{study_name}", {**parent_params, **flatten(search_cfg.model_dump(), "search.")}, tags)
-    mlflow_cb = MlflowTrialCallback(tracker, tags)
+    params = flatten(config.model_dump()) if config else {"space": plan.space.source}
+    parent_id = tracker.start_parent(
+        f"search-{study_name}", {**params, **flatten(search_cfg.model_dump(), "search.")}, tags
+    )
     if config is not None:
         tracker.log_dict(parent_id, config.model_dump(), "config.json")
+    mlflow_cb = MlflowTrialCallback(tracker, tags)
 
     searcher = StudySearcher(
-        space=space.distributions,
+        space=plan.space.distributions,
         metric=search_cfg.metric,
         mode=search_cfg.mode,
-        sampler=make_sampler(search_cfg.sampler, space, search_cfg.seed),
+        sampler=make_sampler(search_cfg.sampler, plan.space, search_cfg.seed),
         study_name=study_name,
         storage=ot_storage,
     )
@@ -172,10 +205,10 @@ def search(
         if n_remaining > 0:
             resources = {"cpu": search_cfg.cpus_per_trial, "gpu": search_cfg.gpus_per_trial}
             tuner = tune.Tuner(
-                tune.with_resources(make_trainable(fn), resources),
+                tune.with_resources(make_trainable(plan.objective), resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    scheduler=_scheduler(search_cfg, max_tokens, eval_every),
+                    scheduler=_scheduler(search_cfg, plan.max_tokens, plan.eval_every),
                     num_samples=n_remaining,
                     max_concurrent_trials=search_cfg.concurrency,
                     reuse_actors=True,
@@ -200,10 +233,10 @@ def search(
     return result
 
 
-def _max_mix(space: SearchSpace) -> float:
+def _max_mix(space: SearchSpace, base) -> float:
     d = space.distributions.get("mix_ratio")
     if d is None:
-        return float(space.fixed.get("mix_ratio", 0.0))
+        return float(space.fixed.get("mix_ratio", base.budget.mix_ratio))
     return max(d.choices) if hasattr(d, "choices") else d.high
 
 
@@ -213,7 +246,11 @@ def _collect(study_name, storage_url, ot_storage, work, search_cfg, parent_id, r
     completed = [t for t in ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = None
     if completed:
-        best = min(completed, key=lambda t: t.value) if search_cfg.mode == "min" else max(completed, key=lambda t: t.value)
+        best = (
+            min(completed, key=lambda t: t.value)
+            if search_cfg.mode == "min"
+            else max(completed, key=lambda t: t.value)
+        )
     best_json = {
         "study": study_name,
         "storage": storage_url,
@@ -246,8 +283,14 @@ def _collect(study_name, storage_url, ot_storage, work, search_cfg, parent_id, r
 def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, status: str) -> None:
     try:
         if result.best_value is not None:
-            tracker.log_metrics(parent_id, {f"best_{k}": v for k, v in {"value": result.best_value}.items()}, 0)
+            tracker.log_metrics(
+                parent_id, {f"best_{k}": v for k, v in {"value": result.best_value}.items()}, 0
+            )
         tracker.log_artifact(parent_id, result.work_dir / "best.json")
-        tracker.end(parent_id, status, tags={"best_trial": str(json.loads((result.work_dir / "best.json").read_text())["best_trial"])})
+        tracker.end(
+            parent_id,
+            status,
+            tags={"best_trial": str(json.loads((result.work_dir / "best.json").read_text())["best_trial"])},
+        )
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)

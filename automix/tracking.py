@@ -168,7 +168,17 @@ class MlflowTrialCallback(Callback):
 def _trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """Drop Ray's bookkeeping (time_this_iter_s, pid, ...) and keep the objective's metrics."""
     ray_keys = {
-        "time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "pid", "done",
-        "iterations_since_restore", "time_since_restore", FINAL_KEY, "date", "hostname", "node_ip",
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "training_iteration",
+        "pid",
+        "done",
+        "iterations_since_restore",
+        "time_since_restore",
+        FINAL_KEY,
+        "date",
+        "hostname",
+        "node_ip",
     }
     return {k: v for k, v in result.items() if k not in ray_keys}

@@ -1,0 +1,96 @@
+"""Bad input ends with one line on stderr, exit code 2, and nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automix.cli import main
+from automix.config import load_config
+
+
+@pytest.fixture
+def study_yaml(tmp_path: Path, tiny):
+    def write(**sections) -> Path:
+        raw = {
+            "study": "t",
+            "work_dir": str(tmp_path / "work"),
+            "data": {
+                "target": str(tiny.target),
+                "target_valid": str(tiny.target_valid),
+                "auxiliary": str(tiny.auxiliary),
+                "aux_valid": str(tiny.aux_valid),
+                "seq_len": 16,
+            },
+            "budget": {"unique_tokens": 2000},
+            "search": {"space": "paper", "n_trials": 2},
+        }
+        for key, value in sections.items():
+            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write
+
+
+def _fails(capsys, args, *needles) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_unknown_key(study_yaml, capsys):
+    _fails(
+        capsys, ["search", str(study_yaml(optim={"learnin_rate": 1e-3}))], "optim.learnin_rate", "unknown key"
+    )
+
+
+def test_out_of_range_value(study_yaml, capsys):
+    _fails(capsys, ["search", str(study_yaml()), "budget.mix_ratio=1.5"], "budget.mix_ratio", "1.5")
+
+
+def test_bad_override_syntax(study_yaml, capsys):
+    _fails(capsys, ["search", str(study_yaml()), "search.n_trials"], "key=value")
+
+
+def test_missing_config_file(capsys, tmp_path):
+    _fails(capsys, ["search", str(tmp_path / "nope.yaml")], "not found")
+
+
+def test_missing_corpus_leaves_nothing_behind(study_yaml, capsys, tmp_path):
+    path = study_yaml(data={"target": str(tmp_path / "missing")})
+    _fails(capsys, ["search", str(path)], str(tmp_path / "missing"))
+    assert not (tmp_path / "work").exists()
+
+
+def test_corpus_smaller_than_unique_tokens(study_yaml, capsys):
+    _fails(
+        capsys, ["search", str(study_yaml(budget={"unique_tokens": 10**7}))], "10,676 tokens", "unique_tokens"
+    )
+
+
+def test_auxiliary_too_small_for_the_largest_trial(study_yaml, capsys, tmp_path):
+    # paper.yaml reaches E = 32 and r = 0.75: T = 32·2000/0.25 = 256k tokens, r·T ≫ 33k auxiliary bytes.
+    err = _fails(capsys, ["search", str(study_yaml())], "auxiliary")
+    assert "0.75" in err
+    assert not (tmp_path / "work" / "optuna.db").exists()
+
+
+def test_unknown_space_param(study_yaml, capsys, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  optim.learnin_rate: {type: float, low: 0.001, high: 0.01}\n")
+    _fails(capsys, ["search", str(study_yaml(search={"space": str(space)}))], "learnin_rate")
+
+
+def test_overrides_are_typed_and_paths_absolute(study_yaml):
+    cfg = load_config(
+        study_yaml(), ["search.n_trials=5", "optim.learning_rate=1e-2", "model.parametrization=sp"]
+    )
+    assert cfg.search.n_trials == 5 and cfg.optim.learning_rate == 0.01 and cfg.model.parametrization == "sp"
+    assert Path(cfg.data.target).is_absolute() and Path(cfg.data.cache_dir).parent == cfg.work_path

@@ -1,0 +1,83 @@
+"""The training loop: determinism, early stop, schedule, checkpoint reload."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainer.checkpoint import load_checkpoint
+from trainer.data import load_datasets
+from trainer.train import StopTraining, run, wsd_schedule
+
+
+@pytest.fixture
+def small(make_cfg):
+    def build(**kw):
+        cfg = make_cfg(unique_tokens=2000, epochs=4, mix_ratio=0.25, seed=kw.pop("seed", 0))
+        return cfg.model_copy(
+            update={
+                "model": cfg.model.model_copy(update={"width": 32, "base_width": 32, "depth": 1}),
+                "eval_every_tokens": 1000,
+                "threads": 1,
+                **kw,
+            }
+        )
+
+    return build
+
+
+def test_same_seed_same_losses_other_seed_differs(small):
+    a, b, c = run(small()), run(small()), run(small(seed=1))
+    losses = [[h["target_val_loss"] for h in r.history] for r in (a, b, c)]
+    assert losses[0] == losses[1]  # bitwise on CPU
+    assert losses[0] != losses[2]
+    assert a.metrics["target_val_loss"] < math.log(257)  # it learned something
+
+
+def test_report_gets_metrics_and_can_stop_the_run(small):
+    seen = []
+
+    def report(metrics):
+        seen.append(metrics)
+        return len(seen) == 2
+
+    full = run(small())
+    result = run(small(), report=report)
+    assert result.stopped_early and len(result.history) == 2 < len(full.history)
+    for key in ("tokens", "step", "target_val_loss", "aux_val_loss", "lr"):
+        assert key in seen[0]
+    assert seen[1]["tokens"] > seen[0]["tokens"]
+
+    def raising(metrics):
+        raise StopTraining
+
+    assert run(small(), report=raising).history[-1]["tokens"] == seen[0]["tokens"]
+
+
+def test_evaluations_land_on_fixed_token_marks(small):
+    result = run(small())
+    marks = [h["tokens"] for h in result.history]
+    tokens_per_step = 4 * 16
+    assert all(b - a <= 1000 + tokens_per_step for a, b in zip(marks, marks[1:], strict=False))
+    assert marks[-1] == load_datasets(small()).stream.n_tokens  # final evaluation at the end
+
+
+def test_wsd_schedule_warms_up_holds_and_decays_to_zero():
+    f = wsd_schedule(total_steps=100, warmup_steps=10, decay_frac=0.2)
+    assert f(0) == pytest.approx(0.1) and f(9) == 1.0
+    assert f(10) == f(50) == f(79) == 1.0
+    assert f(90) == pytest.approx(0.5) and f(99) == pytest.approx(0.05)
+
+
+def test_checkpoint_reload_reproduces_the_final_loss(small, tmp_path):
+    from contextlib import nullcontext
+
+    from trainer.evaluate import validation_loss
+
+    result = run(small(out_dir=str(tmp_path / "ckpt")))
+    model, cfg = load_checkpoint(result.checkpoint_path)
+    model.eval()
+    assert hasattr(model.blocks[0].fc.weight, "infshape")  # μP shapes back, params not rescaled
+    loss = validation_loss(model, load_datasets(cfg).target_valid, 64, nullcontext)
+    assert loss == pytest.approx(result.metrics["target_val_loss"], abs=1e-6)
