@@ -64,6 +64,8 @@ class StudySearcher(OptunaSearch):
         elif result.get(FINAL_KEY):
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
         else:
-            # Stopped by the scheduler: Optuna takes the last intermediate value as the trial's value.
+            # Stopped by the scheduler, whose stopping result never reached on_trial_result: record
+            # it, since Optuna takes the last intermediate value as a pruned trial's value.
+            self.on_trial_result(trial_id, result)
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)

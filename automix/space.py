@@ -84,11 +84,8 @@ def resolve_space_path(path: str | Path) -> Path:
     )
 
 
-def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
-    """Parse a space YAML; with `base`, check that every name maps onto a trainer field."""
-    source = resolve_space_path(path)
-    raw = yaml.safe_load(source.read_text()) or {}
-    params = raw.get("params")
+def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace:
+    """Build a space from the `params` mapping of a space file (see the module doc)."""
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"search space {source} needs a non-empty 'params' mapping")
     distributions, fixed = {}, {}
@@ -97,9 +94,15 @@ def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace
             distributions[name] = _distribution(name, spec)
         else:
             fixed[name] = spec
-    space = SearchSpace(distributions, fixed, str(source))
+    return SearchSpace(distributions, fixed, source)
+
+
+def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
+    """Parse a space YAML; with `base`, check that every name maps onto a trainer field."""
+    source = resolve_space_path(path)
+    space = parse_space((yaml.safe_load(source.read_text()) or {}).get("params"), str(source))
     if base is not None:
-        probe = {n: d.to_external_repr(d.to_internal_repr(_any_value(d))) for n, d in distributions.items()}
+        probe = {n: _any_value(d) for n, d in space.distributions.items()}
         try:
             space.apply(probe, base)
         except (KeyError, TypeError) as e:

@@ -128,6 +128,7 @@ class MlflowTrialCallback(Callback):
         self.tags = tags
         self.run_ids: dict[int, str] = {}  # Optuna trial number -> MLflow run id
         self._by_ray_id: dict[str, int] = {}
+        self._logged: dict[str, dict] = {}  # run id -> metrics last logged
 
     def _number(self, trial) -> int:
         return int(trial.config.get(TRIAL_KEY, -1))
@@ -144,7 +145,8 @@ class MlflowTrialCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self.run_ids.get(self._by_ray_id.get(trial.trial_id, -1))
         if run_id and not result.get(FINAL_KEY) and "tokens" in result:
-            self.tracker.log_metrics(run_id, _trial_metrics(result), int(result["tokens"]))
+            self._logged[run_id] = _trial_metrics(result)
+            self.tracker.log_metrics(run_id, self._logged[run_id], int(result["tokens"]))
 
     @_safe
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -160,7 +162,10 @@ class MlflowTrialCallback(Callback):
             return
         result = trial.last_result or {}
         if result.get(FINAL_KEY):
-            self.tracker.log_metrics(run_id, _trial_metrics(result), int(result.get("tokens", 0)))
+            # Only what the last evaluation did not already log (e.g. a custom objective's extras).
+            logged = self._logged.get(run_id, {})
+            new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
+            self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
         status = "FAILED" if state == "FAIL" else "FINISHED"
         self.tracker.end(run_id, status, tags={"state": state})
 

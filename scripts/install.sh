@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install automix and its pinned dependencies into ./.venv (or $AUTOMIX_VENV).
+#
+# torch is pinned to 2.13.0 through a constraints file, so no dependency can swap it for another
+# build. mup 1.0.0 declares an unpinned torchvision, which would pull a CUDA torch and break
+# `import transformers`: it is installed with --no-deps (its real needs are in pyproject.toml).
+# GPU machines: PyPI's torch 2.13.0 wheel for Linux x86_64 is already a CUDA build; for another CUDA
+# version set PIP_EXTRA_INDEX_URL to PyTorch's wheel index for it before running this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${AUTOMIX_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q -c scripts/constraints.txt -e ".[dev]"
+"${PIP[@]}" install -q --no-deps -c scripts/constraints.txt mup==1.0.0
+# Fail here, not in the first trial, if the set is not co-installable.
+"$VENV/bin/python" -c "import mup, torch, transformers, ray.tune, optuna, mlflow; print('automix installed: torch', torch.__version__)"
+if "$VENV/bin/python" -c "import torchvision" 2>/dev/null; then
+  echo "warning: torchvision is installed in $VENV; automix does not need it" >&2
+fi

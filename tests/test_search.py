@@ -1,0 +1,94 @@
+"""End to end: a tiny real search lands in the Optuna study, MLflow (parent + children) and best.json."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from automix.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tiny_study(tmp_path, shared_data):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "params": {
+                    "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
+                    "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                    "epochs": {"type": "int", "low": 1, "high": 4},
+                    "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+                }
+            }
+        )
+    )
+    config = {
+        "study": "e2e",
+        "work_dir": str(tmp_path / "w"),
+        "data": {
+            "target": str(shared_data / "ar" / "train" / "ant_cnn.txt"),
+            "target_valid": str(shared_data / "ar" / "valid.txt"),
+            "auxiliary": str(shared_data / "en" / "train"),
+            "aux_valid": str(shared_data / "en" / "valid.txt"),
+            "seq_len": 64,
+            "valid_tokens": 4096,
+        },
+        "model": {"width": 32, "base_width": 32, "depth": 1, "n_heads": 2},
+        "optim": {"batch_size": 8, "warmup_tokens": 2000},
+        "budget": {"unique_tokens": 20000},
+        "eval_every_tokens": 20000,
+        "search": {"space": str(space), "n_trials": 3, "concurrency": 2, "scheduler": "asha"},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, tmp_path / "w"
+
+
+def test_search_lands_in_optuna_mlflow_and_best_json(tiny_study):
+    path, work = tiny_study
+    assert main(["search", str(path)]) == 0
+
+    study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{work / 'optuna.db'}")
+    assert len(study.trials) == 3
+    states = {t.state for t in study.trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in study.trials:
+        assert t.intermediate_values, "intermediate values at step = tokens"
+        assert max(t.intermediate_values) == t.user_attrs["tokens"]
+
+    best = json.loads((work / "best.json").read_text())
+    assert best["best_value"] == min(t.value for t in completed)
+    assert best["best_params"] == min(completed, key=lambda t: t.value).params
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    for t in study.trials:
+        run = by_number[t.number]
+        assert run.data.tags["state"] == t.state.name
+        assert float(run.data.params["weight_decay"]) == pytest.approx(t.params["weight_decay"])
+        history = client.get_metric_history(run.info.run_id, "target_val_loss")
+        assert [m.step for m in history] == sorted(t.intermediate_values)  # step = tokens
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"best.json", "config.json"} <= artifacts
+
+
+def test_existing_study_needs_resume(tiny_study, capsys):
+    path, _ = tiny_study
+    assert main(["search", str(path), "search.n_trials=1", "search.scheduler=none"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(path), "search.n_trials=1"]) == 2
+    assert "--resume" in capsys.readouterr().err
