@@ -100,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("AUTOMIX_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=os.environ.get("AUTOMIX_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except (ConfigError, CorpusError) as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
@@ -27,20 +27,40 @@ class _Strict(BaseModel):
 
 
 class SearchConfig(_Strict):
-    """How trials are suggested, scheduled and resourced."""
+    """How trials are suggested, scheduled, resourced and budgeted."""
 
     space: str = Field("search_spaces/paper.yaml", description="search space YAML")
     sampler: Literal[SAMPLERS] = "tpe"
-    n_trials: int = Field(12, ge=1)
+    n_trials: int = Field(12, ge=1, description="trained trials to reach (rejected suggestions don't count)")
     concurrency: int = Field(2, ge=1, description="trials running at once")
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0, description="fractions let small proxies share a GPU")
-    scheduler: Literal["asha", "none"] = "asha"
-    grace_tokens: int | None = Field(None, ge=1, description="ASHA's first rung; default 2 evaluations")
+    scheduler: Literal["asha", "median", "none"] = "asha"
+    grace_tokens: int | None = Field(None, ge=1, description="first stopping point; default 2 evaluations")
     reduction_factor: float = Field(3, gt=1)
-    metric: str = "target_val_loss"
-    mode: Literal["min", "max"] = "min"
+    metric: str | list[str] = Field("target_val_loss", description="a list for multi-objective search")
+    mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
     seed: int = 0
+    max_train_tokens: int | None = Field(None, ge=1, description="per-trial cap on T: larger configs are rejected")
+    max_total_tokens: int | None = Field(None, ge=1, description="stop the search after this many tokens")
+    time_budget_s: float | None = Field(None, gt=0, description="stop the search after this wall time")
+    enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known configs to try first")
+
+    @model_validator(mode="after")
+    def _metric_mode_shapes(self) -> SearchConfig:
+        if isinstance(self.metric, list) != isinstance(self.mode, list) or (
+            isinstance(self.metric, list) and len(self.metric) != len(self.mode)
+        ):
+            raise ValueError("metric and mode must both be single values or lists of the same length")
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.metric if isinstance(self.metric, list) else [self.metric]
+
+    @property
+    def modes(self) -> list[str]:
+        return self.mode if isinstance(self.mode, list) else [self.mode]
 
 
 class TrackingConfig(_Strict):
@@ -71,9 +91,7 @@ class StudyConfig(_Strict):
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
-        fields = self.model_dump(
-            include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"}
-        )
+        fields = self.model_dump(include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"})
         return TrainConfig.model_validate(fields)
 
 
@@ -94,6 +112,9 @@ def _resolve_paths(raw: dict) -> None:
         value = data.get(key)
         if isinstance(value, str) and not value.startswith("hf:"):
             data[key] = str(Path(value).expanduser().resolve())
+    for key in ("eval_sets", "aux_eval_sets"):
+        if isinstance(data.get(key), dict):
+            data[key] = {name: str(Path(str(v)).expanduser().resolve()) for name, v in data[key].items()}
     if isinstance(raw.get("work_dir"), str):
         raw["work_dir"] = str(Path(raw["work_dir"]).expanduser().resolve())
 

@@ -36,9 +36,7 @@ class Reporter:
 class TrainerObjective:
     """The built-in objective: params → `TrainConfig` → `trainer.train.run` → final metrics."""
 
-    def __init__(
-        self, base: TrainConfig, space: SearchSpace, trials_dir: str | Path, threads: int | None = None
-    ):
+    def __init__(self, base: TrainConfig, space: SearchSpace, trials_dir: str | Path, threads: int | None = None):
         self.base = base
         self.space = space
         self.trials_dir = Path(trials_dir)

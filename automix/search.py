@@ -1,4 +1,4 @@
-"""One entry point, `search(...)`: Ray Tune runs the trials, Optuna suggests them, ASHA stops them.
+"""One entry point, `search(...)`: Ray Tune runs the trials, Optuna suggests them, a scheduler stops them.
 
 config → space → sampler → searcher (Optuna study in persistent storage) → Tuner → trial
 (objective → trainer) → metrics → MLflow. The Optuna study is the source of truth: every trial
@@ -7,25 +7,24 @@ lands there, and `best.json`, the trials table and the reports are read back fro
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pandas as pd
 import ray
 from pydantic import ValidationError
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from automix.config import ConfigError, SearchConfig, StudyConfig, format_validation_error
 from automix.objective import Objective, Reporter, TrainerObjective, cpu_threads
 from automix.progress import ProgressCallback
+from automix.results import SearchResult, collect
 from automix.samplers import make_sampler
+from automix.schedulers import TokenBudget, make_scheduler
 from automix.searcher import FINAL_KEY, TRIAL_KEY, StudySearcher
 from automix.space import SearchSpace, load_space
 from automix.study import open_study_storage, prepare_study
@@ -33,21 +32,6 @@ from automix.tracking import MlflowTrialCallback, Tracker, default_tracking_uri,
 from trainer.data import CorpusError, prepare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchResult:
-    """What a search leaves behind; `study` is the live Optuna study."""
-
-    study_name: str
-    storage_url: str
-    work_dir: Path
-    best_params: dict[str, Any]
-    best_value: float | None
-    trials: pd.DataFrame
-    study: optuna.Study
-    mlflow_parent_run_id: str | None
-    mlflow_run_ids: dict[int, str] = field(default_factory=dict)
 
 
 def make_trainable(objective: Objective):
@@ -63,26 +47,58 @@ def make_trainable(objective: Objective):
     return trainable
 
 
-def _scheduler(settings: SearchConfig, max_tokens: int, eval_every: int):
-    if settings.scheduler == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="tokens",
-        metric=settings.metric,
-        mode=settings.mode,
-        max_t=max_tokens,
-        grace_period=settings.grace_tokens or 2 * eval_every,
-        reduction_factor=settings.reduction_factor,
-    )
+@dataclass
+class _Plan:
+    """What a search runs: the objective, its space, its per-trial cost and the token axis."""
+
+    objective: Objective
+    space: SearchSpace
+    max_tokens: int
+    eval_every: int
+    cost: Callable[[dict], float] | None = None
 
 
-def _max_train_tokens(space: SearchSpace, study: StudyConfig) -> int:
-    """The largest T any trial of `space` can ask for: the worst case the corpora must supply."""
-    corner = {}
+def _corner(space: SearchSpace, names: tuple[str, ...], pick) -> dict[str, Any]:
+    """The params of `names` set to their extreme (`pick` = max or min) values."""
+    out = {}
     for name, d in space.distributions.items():
-        if name in ("epochs", "mix_ratio", "unique_tokens", "budget.train_tokens"):
-            corner[name] = max(d.choices) if hasattr(d, "choices") else d.high
-    return space.apply(corner, study.base_train_config()).budget.total_tokens
+        if name in names:
+            out[name] = pick(d.choices) if hasattr(d, "choices") else pick(d.low, d.high)
+    return out
+
+
+def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path) -> _Plan:
+    """Resolve the objective and space and check, before anything runs, that the budget can be met."""
+    if config is None:
+        if space is None:
+            raise ConfigError("a custom objective needs a search space: pass space=SearchSpace(...) or a path")
+        space = space if isinstance(space, SearchSpace) else load_space(space)
+        return _Plan(objective, space, settings.max_train_tokens or 10**15, settings.grace_tokens or 1)
+    base = config.base_train_config()
+    space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
+    for point in settings.enqueue:
+        space.apply(point, base)  # a typo in an enqueued config fails here, not in a trial
+
+    def cost(params: dict) -> float:
+        return space.apply(params, base).budget.total_tokens
+
+    sized = ("epochs", "mix_ratio", "unique_tokens", "budget.train_tokens")
+    max_tokens = cost(_corner(space, sized, max))
+    cap = settings.max_train_tokens
+    if cap is not None:
+        if cost(_corner(space, sized, min)) > cap:
+            raise ConfigError(
+                f"search.max_train_tokens={cap:,} is below the smallest trial of the space "
+                f"({cost(_corner(space, sized, min)):,.0f} tokens): raise it or shrink epochs/unique_tokens"
+            )
+        max_tokens = min(max_tokens, cap)
+    # Fail before any trial: corpora readable, U available, auxiliary enough for the largest r·T.
+    r_max = _corner(space, ("mix_ratio",), max).get("mix_ratio", space.fixed.get("mix_ratio", base.budget.mix_ratio))
+    worst = base.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": r_max})
+    prepare(base.model_copy(update={"budget": worst}))
+    threads = cpu_threads(settings.cpus_per_trial)
+    fn = TrainerObjective(base, space, work / "trials", threads)
+    return _Plan(fn, space, max_tokens, config.eval_every_tokens, cost if cap is not None else None)
 
 
 def _ray_init(work_dir: Path, address: str | None) -> bool:
@@ -98,36 +114,11 @@ def _ray_init(work_dir: Path, address: str | None) -> bool:
     return True
 
 
-@dataclass
-class _Plan:
-    """What a search runs: the objective, its space, and the scheduler's token axis."""
-
-    objective: Objective
-    space: SearchSpace
-    max_tokens: int
-    eval_every: int
-
-
-def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path) -> _Plan:
-    if config is None:
-        if space is None:
-            raise ConfigError(
-                "a custom objective needs a search space: pass space=SearchSpace(...) or a YAML path"
-            )
-        space = space if isinstance(space, SearchSpace) else load_space(space)
-        return _Plan(objective, space, 10**15, settings.grace_tokens or 1)
-    base = config.base_train_config()
-    space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
-    max_tokens = _max_train_tokens(space, config)
-    # Fail before any trial: corpora readable, U available, auxiliary enough for the largest r·T.
-    worst = base.budget.model_copy(
-        update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": _max_mix(space, base)}
-    )
-    prepare(base.model_copy(update={"budget": worst}))
-    threads = cpu_threads(settings.cpus_per_trial)
-    return _Plan(
-        TrainerObjective(base, space, work / "trials", threads), space, max_tokens, config.eval_every_tokens
-    )
+def _settings(config: StudyConfig | None, overrides: dict[str, Any]) -> SearchConfig:
+    try:
+        return SearchConfig.model_validate({**(config.search.model_dump() if config else {}), **overrides})
+    except ValidationError as e:
+        raise ConfigError(f"search settings: {format_validation_error(e)}") from None
 
 
 def search(
@@ -147,25 +138,19 @@ def search(
 
     `objective` is a `StudyConfig` (the built-in trainer objective) or a callable
     `objective(params, report) -> dict`. `space` defaults to the config's `search.space`.
-    `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, ...).
-    `storage` is an Optuna storage URL (default: sqlite in the work directory), `tracking_uri` an
-    MLflow URI (default: sqlite in the work directory). `resume=True` continues the study.
-    Bad input raises `ConfigError`/`CorpusError` before anything is written.
+    `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, metric,
+    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` is an Optuna
+    storage URL (default: sqlite in the work directory), `tracking_uri` an MLflow URI (default:
+    sqlite in the work directory), `address` a Ray cluster to join. `resume=True` continues the
+    study. Bad input raises `ConfigError`/`CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     config = objective if isinstance(objective, StudyConfig) else None
-    try:
-        search_cfg = SearchConfig.model_validate(
-            {**(config.search.model_dump() if config else {}), **settings}
-        )
-    except ValidationError as e:
-        raise ConfigError(f"search settings: {format_validation_error(e)}") from None
+    search_cfg = _settings(config, settings)
     study_name = study or (config.study if config else "automix")
     work = (
-        Path(work_dir).resolve()
-        if work_dir
-        else (config.work_path if config else Path("runs", study_name).resolve())
+        Path(work_dir).resolve() if work_dir else (config.work_path if config else Path("runs", study_name).resolve())
     )
     created = not work.exists()
     try:
@@ -173,15 +158,18 @@ def search(
         storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
         work.mkdir(parents=True, exist_ok=True)
         ot_storage = open_study_storage(storage_url)
-        n_remaining = prepare_study(ot_storage, study_name, search_cfg, resume)
+        state = prepare_study(ot_storage, study_name, search_cfg, resume)
     except (ConfigError, CorpusError):
         if created:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
         raise
 
     tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
-    experiment = (config.tracking.experiment if config else None) or study_name
-    tracker = Tracker(tracking_uri, experiment, work / "mlartifacts")
+    tracker = Tracker(
+        tracking_uri, (config.tracking.experiment if config else None) or study_name, work / "mlartifacts"
+    )
+    if resume:
+        tracker.close_stale_runs()
     tags = {"sampler": search_cfg.sampler, "scheduler": search_cfg.scheduler, "study": study_name}
     params = flatten(config.model_dump()) if config else {"space": plan.space.source}
     parent_id = tracker.start_parent(
@@ -198,25 +186,31 @@ def search(
         sampler=make_sampler(search_cfg.sampler, plan.space, search_cfg.seed),
         study_name=study_name,
         storage=ot_storage,
+        cost=plan.cost,
+        max_cost=search_cfg.max_train_tokens,
     )
+    budget = TokenBudget(search_cfg.max_total_tokens, already_spent=state.tokens_spent)
     started_ray = _ray_init(work, address)
     status = "FAILED"
     try:
-        if n_remaining > 0:
+        if state.remaining > 0 and not budget.stop_all():
             resources = {"cpu": search_cfg.cpus_per_trial, "gpu": search_cfg.gpus_per_trial}
             tuner = tune.Tuner(
                 tune.with_resources(make_trainable(plan.objective), resources),
                 tune_config=tune.TuneConfig(
                     search_alg=searcher,
-                    scheduler=_scheduler(search_cfg, plan.max_tokens, plan.eval_every),
-                    num_samples=n_remaining,
+                    scheduler=make_scheduler(search_cfg, plan.max_tokens, plan.eval_every),
+                    num_samples=state.remaining,
                     max_concurrent_trials=search_cfg.concurrency,
+                    time_budget_s=search_cfg.time_budget_s,
                     reuse_actors=True,
                 ),
                 run_config=tune.RunConfig(
-                    name=study_name,
+                    # One Ray experiment per invocation; the Optuna study spans all of them.
+                    name=f"{study_name}-{state.invocation}",
                     storage_path=str(work / "ray"),
-                    callbacks=[mlflow_cb, ProgressCallback(search_cfg.metric, n_remaining, verbose)],
+                    stop=budget,
+                    callbacks=[mlflow_cb, ProgressCallback(search_cfg.metrics[0], state.remaining, verbose)],
                     verbose=0,
                 ),
             )
@@ -228,69 +222,26 @@ def search(
     finally:
         if started_ray:
             ray.shutdown()
-        result = _collect(study_name, storage_url, ot_storage, work, search_cfg, parent_id, mlflow_cb.run_ids)
-        _finish_tracking(tracker, parent_id, result, status)
+        result = collect(
+            study_name,
+            storage_url,
+            ot_storage,
+            work,
+            search_cfg,
+            mlflow_parent_run_id=parent_id,
+            mlflow_run_ids=dict(mlflow_cb.run_ids),
+        )
+        _finish_tracking(tracker, parent_id, result, search_cfg, status)
     return result
 
 
-def _max_mix(space: SearchSpace, base) -> float:
-    d = space.distributions.get("mix_ratio")
-    if d is None:
-        return float(space.fixed.get("mix_ratio", base.budget.mix_ratio))
-    return max(d.choices) if hasattr(d, "choices") else d.high
-
-
-def _collect(study_name, storage_url, ot_storage, work, search_cfg, parent_id, run_ids) -> SearchResult:
-    """Read the study back (the source of truth) and write best.json."""
-    ot_study = optuna.load_study(study_name=study_name, storage=ot_storage)
-    completed = [t for t in ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = None
-    if completed:
-        best = (
-            min(completed, key=lambda t: t.value)
-            if search_cfg.mode == "min"
-            else max(completed, key=lambda t: t.value)
-        )
-    best_json = {
-        "study": study_name,
-        "storage": storage_url,
-        "metric": search_cfg.metric,
-        "mode": search_cfg.mode,
-        "best_trial": best.number if best else None,
-        "best_value": best.value if best else None,
-        "best_params": best.params if best else {},
-        "best_attrs": best.user_attrs if best else {},
-        "n_trials": len(ot_study.trials),
-        "states": pd.Series([t.state.name for t in ot_study.trials]).value_counts().to_dict(),
-        "mlflow_parent_run_id": parent_id,
-    }
-    tmp = work / "best.json.tmp"
-    tmp.write_text(json.dumps(best_json, indent=2))
-    os.replace(tmp, work / "best.json")
-    return SearchResult(
-        study_name=study_name,
-        storage_url=storage_url,
-        work_dir=work,
-        best_params=best_json["best_params"],
-        best_value=best_json["best_value"],
-        trials=ot_study.trials_dataframe(),
-        study=ot_study,
-        mlflow_parent_run_id=parent_id,
-        mlflow_run_ids=dict(run_ids),
-    )
-
-
-def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, status: str) -> None:
+def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, settings: SearchConfig, status: str):
     try:
-        if result.best_value is not None:
-            tracker.log_metrics(
-                parent_id, {f"best_{k}": v for k, v in {"value": result.best_value}.items()}, 0
-            )
+        if result.pareto_front:
+            best = dict(zip(settings.metrics, result.pareto_front[0].values, strict=True))
+            tracker.log_metrics(parent_id, {f"best_{m}": v for m, v in best.items()}, 0)
         tracker.log_artifact(parent_id, result.work_dir / "best.json")
-        tracker.end(
-            parent_id,
-            status,
-            tags={"best_trial": str(json.loads((result.work_dir / "best.json").read_text())["best_trial"])},
-        )
+        best = result.pareto_front[0].number if result.pareto_front else None
+        tracker.end(parent_id, status, tags={"best_trial": str(best)})
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)

@@ -9,13 +9,17 @@ at Ray's iteration count. This adapter:
 - reports intermediate values at step = tokens, the axis schedulers compare trials on;
 - tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
   carry the same number as the study;
-- stores each trial's cost (`tokens`, `wall_time_s`) as Optuna user attributes.
+- stores each trial's cost (`tokens`, `wall_time_s`) as Optuna user attributes;
+- enforces a per-trial cost cap before training: an over-budget suggestion gets a positive
+  `train_tokens` constraint (`Trial.set_constraint`, so constraint-aware samplers learn to avoid
+  the region), is recorded PRUNED with a `rejected` user attribute, and is never trained.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
@@ -23,12 +27,21 @@ from ray.tune.search.optuna import OptunaSearch
 TRIAL_KEY = "__automix_trial"
 FINAL_KEY = "automix_final"
 COST_KEYS = ("tokens", "wall_time_s")
+MAX_REJECTIONS = 1000
 
 log = logging.getLogger(__name__)
 
 
 class StudySearcher(OptunaSearch):
-    """OptunaSearch with truthful trial states, token steps and trial numbers (see module doc)."""
+    """OptunaSearch with truthful trial states, token steps, trial numbers and a cost cap (module doc).
+
+    `cost(params)` gives a suggestion's training tokens; suggestions above `max_cost` are rejected.
+    """
+
+    def __init__(self, *args, cost: Callable[[dict], float] | None = None, max_cost: float | None = None, **kw):
+        super().__init__(*args, **kw)
+        self._cost = cost if max_cost is not None else None
+        self._max_cost = max_cost
 
     def trial_number(self, trial_id: str) -> int | None:
         """The Optuna trial number behind a Ray trial id."""
@@ -36,7 +49,19 @@ class StudySearcher(OptunaSearch):
         return None if trial is None else trial.number
 
     def suggest(self, trial_id: str) -> dict | None:
-        params = super().suggest(trial_id)
+        for _ in range(MAX_REJECTIONS):
+            params = super().suggest(trial_id)
+            if params is None or self._cost is None:
+                break
+            ot_trial, cost = self._ot_trials[trial_id], self._cost(params)
+            ot_trial.set_constraint("train_tokens", cost - self._max_cost)
+            if cost <= self._max_cost:
+                break
+            ot_trial.set_user_attr("rejected", f"train_tokens {cost:,.0f} > max_train_tokens {self._max_cost:,.0f}")
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            del self._ot_trials[trial_id]
+        else:
+            raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
         if params is None:
             return None
         return {**params, TRIAL_KEY: self._ot_trials[trial_id].number}

@@ -59,13 +59,9 @@ def _distribution(name: str, spec: dict) -> od.BaseDistribution:
     kind = spec.get("type", "float")
     try:
         if kind == "float":
-            return od.FloatDistribution(
-                spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step")
-            )
+            return od.FloatDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
         if kind == "int":
-            return od.IntDistribution(
-                spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1)
-            )
+            return od.IntDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
         if kind == "categorical":
             return od.CategoricalDistribution(spec["choices"])
     except (KeyError, ValueError, TypeError) as e:
@@ -79,9 +75,7 @@ def resolve_space_path(path: str | Path) -> Path:
     for candidate in (p, BUNDLED / p.name, BUNDLED / f"{p.name}.yaml"):
         if candidate.is_file():
             return candidate.resolve()
-    raise ConfigError(
-        f"search space {path} not found: give a YAML path or one of {sorted(BUNDLED.glob('*.yaml'))}"
-    )
+    raise ConfigError(f"search space {path} not found: give a YAML path or one of {sorted(BUNDLED.glob('*.yaml'))}")
 
 
 def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace:

@@ -2,46 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from automix.config import ConfigError, SearchConfig
+from automix.results import trained
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+INVOCATION_ATTR = "automix:invocations"
+
+
+@dataclass
+class StudyState:
+    """Where a search starts: trials still to train, tokens already spent, which invocation this is."""
+
+    remaining: int
+    tokens_spent: float
+    invocation: int
 
 
 def open_study_storage(url: str) -> BaseStorage:
     """An SQLAlchemy URL (sqlite, PostgreSQL, ...) or a journal file path (`*.log`, `journal:PATH`)."""
     if url.startswith("journal:") or url.endswith(".log"):
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    # sqlite under parallel trials: wait for the lock instead of failing with "database is locked".
+    # sqlite under parallel writers: wait for the lock instead of failing with "database is locked".
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     return RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
-def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, resume: bool) -> int:
-    """Check the study against `resume` and return how many trials are still to run.
+def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, resume: bool) -> StudyState:
+    """Create or load the study and return how many trials are still to train.
 
-    A new search refuses a study that already has trials (it would mix two searches). A resumed one
-    keeps finished trials, marks trials left RUNNING by a crash as FAIL and re-queues their params.
+    A new search refuses a study that already has trials (it would mix two searches) and enqueues
+    the configured known points. A resumed one keeps finished trials, marks trials left RUNNING by
+    a crash as FAIL and re-queues their params, so the study reaches `n_trials` trained trials.
     """
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return settings.n_trials
-    if not study.trials:
-        return settings.n_trials
-    if not resume:
+    directions = ["minimize" if m == "min" else "maximize" for m in settings.modes]
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ConfigError(f"study '{name}' exists with other directions: use another study name or work_dir")
+    if study.trials and not resume:
         raise ConfigError(
             f"study '{name}' already has {len(study.trials)} trials in this work directory: "
             "pass --resume to continue it, or set another study name or work_dir"
         )
+    if not study.trials:
+        for params in settings.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
     for trial in study.trials:
-        if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-            if trial.state == TrialState.RUNNING:
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-    done = sum(t.state in FINISHED for t in study.trials)
-    return max(0, settings.n_trials - done)
+        if trial.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+    invocation = int(study.user_attrs.get(INVOCATION_ATTR, 0))
+    study.set_user_attr(INVOCATION_ATTR, invocation + 1)
+    done = sum(trained(t) for t in study.trials)
+    spent = sum(t.user_attrs.get("tokens", 0.0) for t in study.trials)
+    return StudyState(max(0, settings.n_trials - done), spent, invocation)

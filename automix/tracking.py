@@ -80,6 +80,13 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         self.parent_run_id: str | None = None
 
+    def close_stale_runs(self) -> int:
+        """Mark runs a crashed search left RUNNING as KILLED; returns how many."""
+        stale = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'")
+        for run in stale:
+            self.end(run.info.run_id, "KILLED", tags={"state": "FAIL"} if PARENT_TAG in run.data.tags else None)
+        return len(stale)
+
     def start_parent(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Open the search's parent run with the resolved config as params."""
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)

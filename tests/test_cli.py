@@ -46,9 +46,7 @@ def _fails(capsys, args, *needles) -> str:
 
 
 def test_unknown_key(study_yaml, capsys):
-    _fails(
-        capsys, ["search", str(study_yaml(optim={"learnin_rate": 1e-3}))], "optim.learnin_rate", "unknown key"
-    )
+    _fails(capsys, ["search", str(study_yaml(optim={"learnin_rate": 1e-3}))], "optim.learnin_rate", "unknown key")
 
 
 def test_out_of_range_value(study_yaml, capsys):
@@ -70,9 +68,7 @@ def test_missing_corpus_leaves_nothing_behind(study_yaml, capsys, tmp_path):
 
 
 def test_corpus_smaller_than_unique_tokens(study_yaml, capsys):
-    _fails(
-        capsys, ["search", str(study_yaml(budget={"unique_tokens": 10**7}))], "10,676 tokens", "unique_tokens"
-    )
+    _fails(capsys, ["search", str(study_yaml(budget={"unique_tokens": 10**7}))], "10,676 tokens", "unique_tokens")
 
 
 def test_auxiliary_too_small_for_the_largest_trial(study_yaml, capsys, tmp_path):
@@ -89,8 +85,6 @@ def test_unknown_space_param(study_yaml, capsys, tmp_path):
 
 
 def test_overrides_are_typed_and_paths_absolute(study_yaml):
-    cfg = load_config(
-        study_yaml(), ["search.n_trials=5", "optim.learning_rate=1e-2", "model.parametrization=sp"]
-    )
+    cfg = load_config(study_yaml(), ["search.n_trials=5", "optim.learning_rate=1e-2", "model.parametrization=sp"])
     assert cfg.search.n_trials == 5 and cfg.optim.learning_rate == 0.01 and cfg.model.parametrization == "sp"
     assert Path(cfg.data.target).is_absolute() and Path(cfg.data.cache_dir).parent == cfg.work_path

@@ -33,6 +33,16 @@ class DataConfig(_Strict):
     valid_tokens: int = Field(65536, ge=1, description="cap on tokens per validation set")
     hf_max_documents: int = Field(200_000, ge=1, description="cap when streaming a hub dataset")
     cache_dir: str = Field("work/cache", description="memory-mapped token arrays, keyed by content hash")
+    eval_sets: dict[str, str] = Field(
+        default_factory=dict, description="target-language multiple-choice JSONL sets, name → path"
+    )
+    aux_eval_sets: dict[str, str] = Field(
+        default_factory=dict, description="auxiliary-language multiple-choice sets, name → path"
+    )
+    eval_items: int | None = Field(None, ge=1, description="cap on items per set (a seeded sample)")
+    mc_every_eval: bool = Field(
+        False, description="score the sets at every evaluation; otherwise only on the final model"
+    )
 
 
 class ModelConfig(_Strict):

@@ -103,9 +103,7 @@ def _read_file(path: Path) -> list[str]:
         if path.suffix == ".jsonl":
             return _read_jsonl(path)
     except UnicodeDecodeError as e:
-        raise CorpusError(
-            f"corpus file {path} is not UTF-8 (byte {e.start}): re-encode it as UTF-8"
-        ) from None
+        raise CorpusError(f"corpus file {path} is not UTF-8 (byte {e.start}): re-encode it as UTF-8") from None
     return _read_parquet(path)
 
 
@@ -120,9 +118,7 @@ def _read_jsonl(path: Path) -> list[str]:
             except (json.JSONDecodeError, AttributeError):
                 text = None
             if not isinstance(text, str):
-                raise CorpusError(
-                    f'{path} line {lineno} is not a JSON object with a string "text" field: fix it'
-                )
+                raise CorpusError(f'{path} line {lineno} is not a JSON object with a string "text" field: fix it')
             if text.strip():
                 docs.append(text)
     return docs
@@ -135,9 +131,7 @@ def _read_parquet(path: Path) -> list[str]:
     try:
         schema = pq.read_schema(path)
         if "text" not in schema.names:
-            raise CorpusError(
-                f'parquet file {path} has no "text" column (columns: {schema.names}): rename one'
-            )
+            raise CorpusError(f'parquet file {path} has no "text" column (columns: {schema.names}): rename one')
         texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     except pyarrow.ArrowException as e:
         raise CorpusError(f"parquet file {path} cannot be read ({e}): rewrite it") from None
@@ -192,9 +186,7 @@ def load_tokens(source: str, tokenizer: Tokenizer, cfg: DataConfig, order_seed: 
         docs = read_documents(source, cfg.hf_max_documents)
         if order_seed is not None:
             docs = [docs[i] for i in document_order(len(docs), order_seed)]
-        _write_tokens(
-            folder, docs, tokenizer, {"source": source, "tokenizer": tokenizer.fingerprint, "order": order}
-        )
+        _write_tokens(folder, docs, tokenizer, {"source": source, "tokenizer": tokenizer.fingerprint, "order": order})
     return TokenArray(
         source, np.load(folder / "ids.npy", mmap_mode="r"), np.load(folder / "offsets.npy", mmap_mode="r")
     )

@@ -61,9 +61,7 @@ class TrainStream:
         budget, L = cfg.budget, cfg.data.seq_len
         U, r = budget.unique_tokens, budget.mix_ratio
         if r > 0 and auxiliary is None:
-            raise CorpusError(
-                f"budget.mix_ratio is {r} but data.auxiliary is not set: set it or use mix_ratio 0"
-            )
+            raise CorpusError(f"budget.mix_ratio is {r} but data.auxiliary is not set: set it or use mix_ratio 0")
         if target.n_tokens < U + 1:
             raise CorpusError(
                 f"target corpus {target.source} has {target.n_tokens:,} tokens, fewer than "
@@ -79,9 +77,7 @@ class TrainStream:
             self.n_target = round(budget.epochs * self.n_chunks)
             n_total = round(self.n_target / (1 - r))
         if n_total == 0:
-            raise CorpusError(
-                f"the budget gives no sequence of {L} tokens (T = {budget.total_tokens}): raise it"
-            )
+            raise CorpusError(f"the budget gives no sequence of {L} tokens (T = {budget.total_tokens}): raise it")
         self.n_aux = n_total - self.n_target
         needed = self.n_aux * L + 1
         if self.n_aux and auxiliary.n_tokens < needed:

@@ -81,9 +81,7 @@ class Transformer(nn.Module):
         self.wpe = nn.Embedding(seq_len, cfg.width)
         self.blocks = nn.ModuleList(Block(cfg, attention_scale(cfg)) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(cfg.width)
-        self.lm_head = mup.MuReadout(
-            cfg.width, vocab_size, bias=False, readout_zero_init=cfg.parametrization == "mup"
-        )
+        self.lm_head = mup.MuReadout(cfg.width, vocab_size, bias=False, readout_zero_init=cfg.parametrization == "mup")
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None

@@ -20,7 +20,7 @@ import torch
 from trainer.checkpoint import save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Datasets, load_datasets
-from trainer.evaluate import validation_loss
+from trainer.evaluate import MCSuite, validation_loss
 from trainer.model import build_model, build_optimizer
 
 Report = Callable[[dict], bool | None]
@@ -70,11 +70,21 @@ def wsd_schedule(total_steps: int, warmup_steps: int, decay_frac: float) -> Call
     return factor
 
 
-def _evaluate(model, data: Datasets, batch_size: int, autocast) -> dict[str, float]:
+def _evaluate(model, data: Datasets, batch_size: int, autocast, mc: MCSuite | None) -> dict[str, float]:
     metrics = {"target_val_loss": validation_loss(model, data.target_valid, batch_size, autocast)}
     if data.aux_valid is not None:
         metrics["aux_val_loss"] = validation_loss(model, data.aux_valid, batch_size, autocast)
+    if mc is not None:
+        metrics.update(mc.evaluate(model, batch_size, autocast))
     return metrics
+
+
+def _mc_suite(config: TrainConfig, data: Datasets) -> MCSuite | None:
+    """The configured multiple-choice sets, tokenized once per run; None when there are none."""
+    d = config.data
+    if not (d.eval_sets or d.aux_eval_sets):
+        return None
+    return MCSuite.from_paths(d.eval_sets, d.aux_eval_sets, data.tokenizer, d.seq_len, d.eval_items)
 
 
 def run(config: TrainConfig, report: Report | None = None) -> RunResult:
@@ -84,6 +94,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     data = load_datasets(config)
+    mc = _mc_suite(config, data)
     model = build_model(config.model, data.tokenizer.vocab_size, config.data.seq_len).to(device)
     optimizer = build_optimizer(model, config.optim)
     n_steps = data.stream.n_batches
@@ -92,9 +103,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
     # LambdaLR multiplies each group's initial lr, keeping MuAdamW's per-group width scaling.
     lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
-    )
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
 
     history: list[dict[str, float]] = []
     tokens, next_eval, train_loss_sum, train_batches = 0, config.eval_every_tokens, 0.0, 0
@@ -127,7 +136,14 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
             "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
             "lr": config.optim.learning_rate * lr_factor(step),
             "train_loss": train_loss_sum / train_batches,
-            **_evaluate(model, data, config.optim.batch_size * 4, autocast),
+            # Multiple choice costs several validation passes: every evaluation only if asked.
+            **_evaluate(
+                model,
+                data,
+                config.optim.batch_size * 4,
+                autocast,
+                mc if config.data.mc_every_eval or step == n_steps - 1 else None,
+            ),
             "wall_time_s": time.perf_counter() - start,
         }
         metrics["tokens_per_s"] = tokens / metrics["wall_time_s"]
@@ -143,6 +159,9 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
                 break
 
     final = dict(history[-1])
+    if mc is not None and stopped and not config.data.mc_every_eval:
+        model.eval()  # a run stopped early is still scored on its final model
+        final.update(mc.evaluate(model, config.optim.batch_size * 4, autocast))
     checkpoint = None
     if config.out_dir:
         checkpoint = str(save_checkpoint(Path(config.out_dir), model, config, data.tokenizer))

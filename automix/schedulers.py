@@ -1,0 +1,56 @@
+"""Trial schedulers and search budgets, on `tokens` as the time axis.
+
+Trials differ in T, so schedulers compare them at equal tokens trained; the trainer's
+warmup-stable-decay schedule keeps a partial run a fair early estimate of a longer one. With
+several objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
+single-objective); stopped trials are PRUNED and stay off the Pareto front.
+"""
+
+from __future__ import annotations
+
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.stopper import Stopper
+
+from automix.config import SearchConfig
+
+TIME_ATTR = "tokens"
+
+
+def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
+    """ASHA (default), the median stopping rule, or none; grace defaults to two evaluations."""
+    grace = settings.grace_tokens or 2 * eval_every
+    metric, mode = settings.metrics[0], settings.modes[0]
+    if settings.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr=TIME_ATTR,
+            metric=metric,
+            mode=mode,
+            max_t=max_tokens,
+            grace_period=min(grace, max_tokens),
+            reduction_factor=settings.reduction_factor,
+        )
+    if settings.scheduler == "median":
+        return MedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=grace)
+    return FIFOScheduler()
+
+
+class TokenBudget(Stopper):
+    """Stops the whole search once the trials together have trained `max_total_tokens`."""
+
+    def __init__(self, max_total_tokens: int | None, already_spent: float = 0.0):
+        self.max_total_tokens = max_total_tokens
+        self.already_spent = already_spent
+        self._latest: dict[str, float] = {}
+
+    @property
+    def spent(self) -> float:
+        """Tokens trained so far, this invocation's trials and earlier ones."""
+        return self.already_spent + sum(self._latest.values())
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if TIME_ATTR in result:
+            self._latest[trial_id] = float(result[TIME_ATTR])
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_total_tokens is not None and self.spent >= self.max_total_tokens
