@@ -1,4 +1,6 @@
-"""`automix search | train | ui`: a thin layer over the Python API.
+"""`automix search | train | report | compare | multiplier | ui | μP commands`: a thin layer over the Python API.
+
+μP commands: `transfer`, `coord-check`, `verify-transfer`, `export`.
 
 Bad input (config, space, corpora, budget) ends with one line on stderr and exit code 2.
 """
@@ -73,6 +75,105 @@ def _ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(float(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers (e.g. 1,2), got '{text}'") from None
+
+
+def _print_rows(rows: list[dict]) -> None:
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from automix.report import build_report
+
+    html_path, md_path = build_report(load_config(args.config, args.overrides), log_to_mlflow=not args.no_mlflow)
+    print(f"report: {html_path}\nmarkdown: {md_path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from automix.compare import compare_levers, summary_table
+    from automix.readback import write_json
+
+    configs = [load_config(path) for path in args.configs]
+    result = compare_levers(configs, _int_list(args.seeds, "--seeds"), args.workers)
+    _print_rows(summary_table(result))
+    print(f"written: {write_json(configs[0].work_path / 'compare.json', result)}")
+    return 0
+
+
+def _multiplier(args: argparse.Namespace) -> int:
+    from automix.multiplier import measure
+    from automix.readback import write_json
+
+    config = load_config(args.config)
+    reference = load_config(args.reference) if args.reference else config
+    units, seeds = _int_list(args.units, "--units"), _int_list(args.seeds, "--seeds")
+    result = measure(config, reference, units, seeds, args.workers)
+    for e in result["estimates"]:
+        interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit"
+        print(f"{e['metric']}: multiplier {e['multiplier']:.3g} ({interval})")
+    print(f"written: {write_json(config.work_path / 'multiplier.json', result)}")
+    return 0
+
+
+def _transfer(args: argparse.Namespace) -> int:
+    from automix.transfer import study_config_from_tracking, transfer
+
+    if bool(args.study) == bool(args.config):
+        raise ConfigError("transfer: give either --study NAME or --config CONFIG")
+    if args.config:
+        config = load_config(args.config, args.overrides)
+    else:
+        config = study_config_from_tracking(args.study, Path(args.work_dir or Path("runs", args.study)).resolve())
+    result = transfer(config, args.widths, trial=args.trial, train_tokens=args.train_tokens)
+    for r in result.runs:
+        print(f"width {r['width']}: target_val_loss={r['metrics']['target_val_loss']:.4f}  {r['checkpoint']}")
+    print(f"written: {result.path}")
+    return 0
+
+
+def _coord_check(args: argparse.Namespace) -> int:
+    from trainer.coord_check import coord_check, plot_coord_check, width_slopes
+
+    config = load_config(args.config, args.overrides)
+    df = coord_check(config.base_train_config(), args.widths, steps=args.steps, lr=args.lr)
+    out = config.work_path / "coord_check"
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "coord_check.csv", index=False)
+    slopes = width_slopes(df)
+    print("slope of log mean|x| vs log width at the last step (0: flat, 1: grows like width):")
+    print(slopes[slopes.t == args.steps].pivot(index="module", columns="parametrization", values="slope").round(2))
+    print(f"plot: {plot_coord_check(df, out / 'coord_check.png')}")
+    return 0
+
+
+def _verify_transfer(args: argparse.Namespace) -> int:
+    from automix.verify import LR_GRID, WD_GRID, verify_transfer
+
+    config = load_config(args.config, args.overrides)
+    result = verify_transfer(config, args.widths, args.lrs or LR_GRID, args.wds or WD_GRID)
+    print(result.best.to_string(index=False))
+    for key, steps in result.drift.items():
+        print(f"{key}: best value drifts {steps} grid step(s) across widths")
+    print(f"plot: {result.plot}\nwritten: {result.path}")
+    return 0 if result.transfers("lr", "mup") else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from trainer.export import export
+
+    try:
+        print(f"Hugging Face model: {export(args.source, args.out)}")
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="automix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +189,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("report", help="HTML + Markdown report of a study, logged to its MLflow parent run")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report as MLflow artifacts")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("compare", help="mix vs tune: each study's best settings re-trained with fresh seeds")
+    p.add_argument("configs", nargs="+", help="study configs at one data budget (joint, mix-only, tune-only)")
+    p.add_argument("--seeds", default="1,2", help="seeds for the re-runs (the search used the config's seed)")
+    p.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
+    p.add_argument("config", help="the mixed (joint) study config")
+    p.add_argument("--reference", help="study whose best settings at r=0 make the target-only curve")
+    p.add_argument("--units", default="12500,25000,50000,100000", help="U of the target-only runs")
+    p.add_argument("--seeds", default="1,2")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_multiplier)
+
+    p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider μP widths")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of --config")
+    p.add_argument("--study", help="study name; its config is read from the search's MLflow run")
+    p.add_argument("--work-dir", help="work directory of --study (default runs/STUDY)")
+    p.add_argument("--config", help="study config YAML (instead of --study)")
+    p.add_argument("--widths", type=int, nargs="+", required=True, help="target widths, e.g. 256 512")
+    p.add_argument("--trial", type=int, help="trial number (default: the best COMPLETE trial)")
+    p.add_argument("--train-tokens", type=int, help="larger T at the target: E, r kept, U and wd rescaled")
+    p.set_defaults(func=_transfer)
+
+    p = sub.add_parser("coord-check", help="activation scale vs width over the first steps, μP and SP")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--lr", type=float, help="default: the config's learning_rate")
+    p.set_defaults(func=_coord_check)
+
+    p = sub.add_parser("verify-transfer", help="LR × width and WD × width sweeps, μP vs SP, with a plot")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
+    p.add_argument("--lrs", type=float, nargs="+", help="learning-rate grid (default 1e-3 × 2^0..6)")
+    p.add_argument("--wds", type=float, nargs="+", help="weight-decay grid (default 0.03 … 3)")
+    p.set_defaults(func=_verify_transfer)
+
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face model + tokenizer")
+    p.add_argument("source", help="model.pt, a run/trial directory, or a study work dir (its best trial)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the study's store")
     p.add_argument("config", nargs="?", help="study config (its work_dir holds mlflow.db)")

@@ -7,8 +7,11 @@ trial's number in the `optuna.trial_number` tag.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -56,11 +59,7 @@ class StudyData:
 
     def parent_run_id(self) -> str | None:
         """The MLflow parent run of the latest search invocation (where report artifacts go)."""
-        runs = self.tracker.client.search_runs(
-            [self.tracker.experiment_id],
-            "tags.study = '{}'".format(self.config.study),
-            order_by=["attributes.start_time DESC"],
-        )
+        runs = self.tracker.client.search_runs([self.tracker.experiment_id], order_by=["attributes.start_time DESC"])
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         return parents[0].info.run_id if parents else None
 
@@ -101,3 +100,12 @@ def load_study_data(config: StudyConfig) -> StudyData:
     if not rows:
         raise ConfigError(f"study '{config.study}' has no trials yet: run `automix search` first")
     return StudyData(config, study, pd.DataFrame(rows), names, tracker)
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write `data` as JSON atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+    return path

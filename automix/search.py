@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,22 @@ from trainer.data import CorpusError, prepare
 log = logging.getLogger(__name__)
 
 
+def _ship_by_value(objective: Objective) -> None:
+    """Let Ray workers unpickle a user's objective whose module they cannot import.
+
+    cloudpickle pickles functions by reference to their module; a module from a user's script
+    folder or a test directory is not on the workers' path, so send its code along instead.
+    """
+    module = sys.modules.get(getattr(objective, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or "-packages" in path or module.__name__.startswith("automix"):
+        return
+    ray.cloudpickle.register_pickle_by_value(module)
+
+
 def make_trainable(objective: Objective):
     """Wrap `objective(params, report)` as a Ray Tune function trainable."""
+    _ship_by_value(objective)
 
     def trainable(config: dict[str, Any]) -> None:
         params = {k: v for k, v in config.items() if k != TRIAL_KEY}
@@ -67,13 +82,13 @@ def _corner(space: SearchSpace, names: tuple[str, ...], pick) -> dict[str, Any]:
     return out
 
 
-def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path) -> _Plan:
+def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path, cost=None) -> _Plan:
     """Resolve the objective and space and check, before anything runs, that the budget can be met."""
     if config is None:
         if space is None:
             raise ConfigError("a custom objective needs a search space: pass space=SearchSpace(...) or a path")
         space = space if isinstance(space, SearchSpace) else load_space(space)
-        return _Plan(objective, space, settings.max_train_tokens or 10**15, settings.grace_tokens or 1)
+        return _Plan(objective, space, settings.max_train_tokens or 10**15, settings.grace_tokens or 1, cost)
     base = config.base_train_config()
     space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
     for point in settings.enqueue:
@@ -132,6 +147,7 @@ def search(
     address: str | None = None,
     resume: bool = False,
     verbose: bool = True,
+    cost: Callable[[dict], float] | None = None,
     **settings: Any,
 ) -> SearchResult:
     """Run a search and return its result.
@@ -142,7 +158,8 @@ def search(
     mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` is an Optuna
     storage URL (default: sqlite in the work directory), `tracking_uri` an MLflow URI (default:
     sqlite in the work directory), `address` a Ray cluster to join. `resume=True` continues the
-    study. Bad input raises `ConfigError`/`CorpusError` before anything is written.
+    study. `cost(params)` gives a custom objective's training tokens, for `max_train_tokens` (the
+    built-in objective computes T = E·U/(1-r) itself). Bad input raises `ConfigError`/`CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -154,7 +171,7 @@ def search(
     )
     created = not work.exists()
     try:
-        plan = _plan(objective, space, config, search_cfg, work)
+        plan = _plan(objective, space, config, search_cfg, work, cost)
         storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
         work.mkdir(parents=True, exist_ok=True)
         ot_storage = open_study_storage(storage_url)

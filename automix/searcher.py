@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable
 
 from optuna.trial import TrialState
+from ray import cloudpickle
 from ray.tune.search.optuna import OptunaSearch
 
 TRIAL_KEY = "__automix_trial"
@@ -42,6 +43,11 @@ class StudySearcher(OptunaSearch):
         super().__init__(*args, **kw)
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
+
+    def save(self, checkpoint_path: str) -> None:
+        # cloudpickle: the cost function may be a closure or lambda, which plain pickle refuses.
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(self.__dict__.copy(), f)
 
     def trial_number(self, trial_id: str) -> int | None:
         """The Optuna trial number behind a Ray trial id."""

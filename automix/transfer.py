@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import optuna.distributions as od
-import pandas as pd
 import torch
 from mlflow.tracking import MlflowClient
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
 from automix.config import ConfigError, StudyConfig, format_validation_error
 from automix.objective import TrainerObjective
-from automix.samplers import grid_size
+from automix.results import best_trials
 from automix.space import SearchSpace, load_space
 from automix.study import open_study_storage
 from automix.tracking import Tracker, _safe, default_tracking_uri, flatten
@@ -123,24 +121,23 @@ def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
 
 
 def source_trial(config: StudyConfig, trial: int | None = None) -> FrozenTrial:
-    """Trial number `trial` of the study, or its best COMPLETE trial (by `search.metric`/`mode`)."""
+    """Trial number `trial` of the study, or its best COMPLETE trial (first metric if several)."""
     url = f"sqlite:///{config.work_path / 'optuna.db'}"
     if not (config.work_path / "optuna.db").exists():
         raise ConfigError(f"no study in {config.work_path}: run `automix search` first")
     try:
-        trials = optuna.load_study(study_name=config.study, storage=open_study_storage(url)).trials
+        study = optuna.load_study(study_name=config.study, storage=open_study_storage(url))
     except KeyError:
         raise ConfigError(f"study '{config.study}' is not in {url}") from None
     if trial is not None:
-        found = [t for t in trials if t.number == trial]
+        found = [t for t in study.trials if t.number == trial]
         if not found or not found[0].params:
             raise ConfigError(f"study '{config.study}' has no trial {trial} with params")
         return found[0]
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not done:
+    best = best_trials(study, config.search)
+    if not best:
         raise ConfigError(f"study '{config.study}' has no COMPLETE trial to transfer")
-    sign = 1 if config.search.mode == "min" else -1
-    return min(done, key=lambda t: sign * t.value)
+    return best[0]
 
 
 def transfer(
@@ -224,135 +221,3 @@ def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose
         "mlflow_run_id": run_id,
     }
 
-
-LR_GRID = tuple(1e-3 * 2**k for k in range(7))  # 2× steps: the resolution the criterion is stated in
-WD_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
-
-
-@dataclass
-class VerifyResult:
-    """LR × width and WD × width sweeps: every run's loss, the best value per width, the drift."""
-
-    losses: pd.DataFrame  # sweep, parametrization, width, value (lr or wd), loss
-    best: pd.DataFrame  # sweep, parametrization, width, best value
-    drift: dict[str, int]  # "lr/mup" → grid steps between the smallest and largest best value
-    plot: Path
-    path: Path
-
-    def transfers(self, sweep: str = "lr", parametrization: str = "mup") -> bool:
-        """The criterion: the best value stays within one grid step across all widths."""
-        return self.drift[f"{sweep}/{parametrization}"] <= 1
-
-
-def verify_transfer(
-    config: StudyConfig,
-    widths: list[int] | tuple[int, ...] = (32, 64, 128, 256),
-    lrs: list[float] | tuple[float, ...] = LR_GRID,
-    wds: list[float] | tuple[float, ...] = WD_GRID,
-    verbose: bool = True,
-) -> VerifyResult:
-    """LR × width sweep (μP and SP), then WD × width (μP, at the best base-width lr), on the config's data.
-
-    The sweeps are grid searches (`automix.search`: Optuna study, MLflow runs, resumable) in
-    `WORK/verify_transfer/{lr,wd}`; base_width is the smallest width, where μP and SP coincide.
-    Writes `verify_transfer.json` and `verify_transfer.png` there.
-    """
-    if len(widths) < 2 or len(lrs) < 2:
-        raise ConfigError("verify-transfer needs at least two widths and two learning rates")
-    base = min(widths)
-    work = config.work_path / "verify_transfer"
-    lr_space = _space(
-        {"learning_rate": lrs, "model.width": widths, "model.parametrization": ["mup", "sp"]},
-        {"model.base_width": base},
-    )
-    lr_df = _sweep(config, lr_space, "lr", work, verbose)
-    mup_base = lr_df[(lr_df.parametrization == "mup") & (lr_df.width == base)]
-    best_lr = float(mup_base.loc[mup_base.loss.idxmin(), "value"])
-    wd_space = _space(
-        {"weight_decay": wds, "model.width": widths},
-        {"model.base_width": base, "model.parametrization": "mup", "learning_rate": best_lr},
-    )
-    losses = pd.concat([lr_df, _sweep(config, wd_space, "wd", work, verbose)], ignore_index=True)
-    best = losses.loc[losses.groupby(["sweep", "parametrization", "width"]).loss.idxmin()]
-    best = best[["sweep", "parametrization", "width", "value", "loss"]].reset_index(drop=True)
-    grids = {"lr": sorted(lrs), "wd": sorted(wds)}
-    drift = {
-        f"{sweep}/{p}": max(idx) - min(idx)
-        for (sweep, p), rows in best.groupby(["sweep", "parametrization"])
-        for idx in [[grids[sweep].index(v) for v in rows.value]]
-    }
-    result = VerifyResult(losses, best, drift, work / "verify_transfer.png", work / "verify_transfer.json")
-    plot_sweeps(losses, result.plot)
-    record = {
-        "widths": list(widths),
-        "base_width": base,
-        "wd_sweep_lr": best_lr,
-        "drift_grid_steps": drift,
-        "best": best.to_dict("records"),
-        "losses": losses.to_dict("records"),
-    }
-    result.path.write_text(json.dumps(record, indent=2))
-    return result
-
-
-def _space(grid: dict[str, Any], fixed: dict[str, Any]) -> SearchSpace:
-    return SearchSpace({k: od.CategoricalDistribution(list(v)) for k, v in grid.items()}, fixed, "verify")
-
-
-def _sweep(config: StudyConfig, space: SearchSpace, name: str, work: Path, verbose: bool) -> pd.DataFrame:
-    """Run one grid (resuming a previous one) and return sweep, parametrization, width, value, loss."""
-    from automix.search import search  # Ray is only imported when a sweep actually runs
-
-    result = search(
-        config,
-        space,
-        study=f"{config.study}-{name}-width",
-        work_dir=work / name,
-        sampler="grid",
-        scheduler="none",
-        n_trials=grid_size(space),
-        resume=True,
-        verbose=verbose,
-    )
-    df = result.trials
-    param = "learning_rate" if name == "lr" else "weight_decay"
-    fixed = space.fixed.get("model.parametrization")
-    out = pd.DataFrame(
-        {
-            "sweep": name,
-            "parametrization": df["params_model.parametrization"] if fixed is None else fixed,
-            "width": df["params_model.width"].astype(int),
-            "value": df[f"params_{param}"].astype(float),
-            # a diverged (FAIL) run counts as the worst loss, not as a missing point
-            "loss": df["value"].where(df["state"] == "COMPLETE").fillna(float("inf")),
-        }
-    )
-    return out.groupby(["sweep", "parametrization", "width", "value"], as_index=False).loss.min()
-
-
-def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:
-    """Final target loss vs lr (μP, SP) and vs wd (μP), one line per width: the classic μP figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: write a file, never open a window
-    import matplotlib.pyplot as plt
-
-    panels = list(losses.groupby(["sweep", "parametrization"], sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
-    finite = losses[losses.loss < float("inf")].loss
-    for ax, ((sweep, p), rows) in zip(axes[0], panels, strict=True):
-        for width, line in rows.groupby("width"):
-            line = line.sort_values("value")
-            ax.plot(line.value, line.loss.where(line.loss < float("inf")), "o-", label=f"width {width}")
-        ax.set_xscale("log", base=2)
-        ax.set_ylim(finite.min() - 0.02, min(finite.max(), finite.min() + 1.0) + 0.02)
-        ax.set_xlabel("learning rate" if sweep == "lr" else "weight decay")
-        ax.set_title(f"{'μP' if p == 'mup' else 'SP'}: loss vs {sweep}")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("final target_val_loss")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

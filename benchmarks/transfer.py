@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from automix.config import load_config
-from automix.transfer import LR_GRID, WD_GRID, verify_transfer
+from automix.verify import LR_GRID, WD_GRID, verify_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [

@@ -88,3 +88,9 @@ def test_overrides_are_typed_and_paths_absolute(study_yaml):
     cfg = load_config(study_yaml(), ["search.n_trials=5", "optim.learning_rate=1e-2", "model.parametrization=sp"])
     assert cfg.search.n_trials == 5 and cfg.optim.learning_rate == 0.01 and cfg.model.parametrization == "sp"
     assert Path(cfg.data.target).is_absolute() and Path(cfg.data.cache_dir).parent == cfg.work_path
+
+
+def test_impossible_train_token_cap(study_yaml, capsys, tmp_path):
+    # The smallest trial of paper.yaml is E = 1, r = 0: T = 2000 tokens, above a cap of 1000.
+    _fails(capsys, ["search", str(study_yaml()), "search.max_train_tokens=1000"], "max_train_tokens", "2,000")
+    assert not (tmp_path / "work").exists()

@@ -1,0 +1,189 @@
+"""Verify μP transfer by measurement: LR × width and WD × width sweeps, μP against SP.
+
+Each grid point is one ordinary training run (the study config's data and budget, only lr, wd,
+width and parametrisation changed) in its own process; every run is an MLflow run in the study's
+experiment tagged `kind=verify`. The criterion (issue 4): under μP the best lr stays within one
+2× grid step across the widths; under SP it drifts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from automix.config import ConfigError, StudyConfig
+from automix.tracking import Tracker, _safe, default_tracking_uri, flatten
+from automix.transfer import with_values
+from trainer.config import TrainConfig
+from trainer.data import prepare
+from trainer.train import TrainingDiverged, run
+
+LR_GRID = tuple(1e-3 * 2**k for k in range(7))  # 2× steps: the resolution the criterion is stated in
+WD_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+@dataclass
+class VerifyResult:
+    """Every run's loss, the best value per width, and how far the best value drifts."""
+
+    losses: pd.DataFrame  # sweep, parametrization, width, value (lr or wd), loss
+    best: pd.DataFrame  # sweep, parametrization, width, value, loss: the argmin per width
+    drift: dict[str, int]  # "lr/mup" → grid steps between the smallest and largest best value
+    plot: Path
+    path: Path
+
+    def transfers(self, sweep: str = "lr", parametrization: str = "mup") -> bool:
+        """The criterion: the best value stays within one grid step across all widths."""
+        return self.drift[f"{sweep}/{parametrization}"] <= 1
+
+
+def verify_transfer(
+    config: StudyConfig,
+    widths: list[int] | tuple[int, ...] = (32, 64, 128, 256),
+    lrs: list[float] | tuple[float, ...] = LR_GRID,
+    wds: list[float] | tuple[float, ...] = WD_GRID,
+    verbose: bool = True,
+) -> VerifyResult:
+    """LR × width sweep (μP and SP), then WD × width (μP, at the best base-width lr).
+
+    base_width is the smallest width, where μP and SP are the same model. Runs
+    `config.search.concurrency` trainings at once, one thread each. Writes `verify_transfer.json`
+    (every loss) and `verify_transfer.png` (loss vs lr and wd per width) to `WORK/verify_transfer/`.
+    Workers are spawned, so a script calling this needs the `if __name__ == "__main__":` guard.
+    """
+    if len(widths) < 2 or len(lrs) < 2 or len(wds) < 2:
+        raise ConfigError("verify-transfer needs at least two widths, learning rates and weight decays")
+    base_width = min(widths)
+    base = with_values(config.base_train_config(), {"model.base_width": base_width, "threads": 1})
+    prepare(base)  # tokenize and cache once, and fail on bad data before any run starts
+    work = config.work_path / "verify_transfer"
+    uri = config.tracking.uri or default_tracking_uri(config.work_path)
+    tracker = Tracker(uri, config.tracking.experiment or config.study, config.work_path / "mlartifacts")
+    parent = tracker.start_parent("verify-transfer", {"widths": list(widths)}, {"kind": "verify"})
+    runner = _Runner(base, tracker, config.search.concurrency, verbose)
+
+    lr_df = runner.sweep("lr", {"learning_rate": lrs, "model.parametrization": ["mup", "sp"]}, widths)
+    at_base = lr_df[(lr_df.parametrization == "mup") & (lr_df.width == base_width)]
+    best_lr = float(at_base.loc[at_base.loss.idxmin(), "value"])
+    fixed = {"learning_rate": best_lr, "model.parametrization": "mup"}
+    wd_df = runner.sweep("wd", {"weight_decay": wds}, widths, fixed)
+    losses = pd.concat([lr_df, wd_df], ignore_index=True)
+    best = losses.loc[losses.groupby(["sweep", "parametrization", "width"]).loss.idxmin()]
+    best = best.reset_index(drop=True)
+    grids = {"lr": sorted(lrs), "wd": sorted(wds)}
+    drift = {
+        f"{sweep}/{p}": max(idx) - min(idx)
+        for (sweep, p), rows in best.groupby(["sweep", "parametrization"])
+        for idx in [[grids[sweep].index(v) for v in rows.value]]
+    }
+    result = VerifyResult(losses, best, drift, work / "verify_transfer.png", work / "verify_transfer.json")
+    plot_sweeps(losses, result.plot)
+    record = {
+        "widths": list(widths),
+        "base_width": base_width,
+        "wd_sweep_lr": best_lr,
+        "drift_grid_steps": drift,
+        "best": best.to_dict("records"),
+        "losses": losses.to_dict("records"),
+    }
+    result.path.write_text(json.dumps(record, indent=2))
+    _safe(tracker.log_artifact)(parent, result.plot)
+    _safe(tracker.log_artifact)(parent, result.path)
+    _safe(tracker.end)(parent, "FINISHED", tags={f"drift.{k}": str(v) for k, v in drift.items()})
+    return result
+
+
+def _final_loss(config: dict[str, Any]) -> float:
+    """One run in a worker process: its final target_val_loss, inf if it diverged."""
+    try:
+        return run(TrainConfig.model_validate(config)).metrics["target_val_loss"]
+    except TrainingDiverged:
+        return float("inf")
+
+
+class _Runner:
+    """Runs grids of configs in worker processes and tracks each point as an MLflow run."""
+
+    def __init__(self, base: TrainConfig, tracker: Tracker, workers: int, verbose: bool):
+        self.base, self.tracker, self.workers, self.verbose = base, tracker, workers, verbose
+
+    def sweep(self, name: str, grid: dict[str, Any], widths, fixed: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Every point of `grid` × widths: returns sweep, parametrization, width, value, loss."""
+        axis = next(iter(grid))  # the swept optimiser setting: learning_rate or weight_decay
+        grid = {**grid, "model.width": list(widths)}
+        points = [{**(fixed or {}), **dict(zip(grid, v, strict=True))} for v in itertools.product(*grid.values())]
+        points.sort(key=lambda p: -p["model.width"])  # longest runs first: the pool ends together
+        configs = [with_values(self.base, p) for p in points]
+        rows = []
+        # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+            futures = {pool.submit(_final_loss, c.model_dump()): (p, c) for p, c in zip(points, configs, strict=True)}
+            for future in as_completed(futures):
+                point, config = futures[future]
+                loss = future.result()
+                rows.append(
+                    {
+                        "sweep": name,
+                        "parametrization": config.model.parametrization,
+                        "width": config.model.width,
+                        "value": point[axis],
+                        "loss": loss,
+                    }
+                )
+                self._track(name, config, loss)
+                if self.verbose:
+                    print(
+                        f"{name} {config.model.parametrization} width={config.model.width} "
+                        f"{axis}={point[axis]:.4g} target_val_loss={loss:.4f}"
+                    )
+        return pd.DataFrame(rows)
+
+    def _track(self, sweep: str, config: TrainConfig, loss: float) -> None:
+        tags = {
+            "kind": "verify",
+            "sweep": sweep,
+            "width": str(config.model.width),
+            "parametrization": config.model.parametrization,
+        }
+        run_id = _safe(self.tracker.start_child)(
+            f"verify-{sweep}-w{config.model.width}", flatten(config.model_dump()), tags
+        )
+        if run_id:
+            _safe(self.tracker.log_metrics)(run_id, {"target_val_loss": loss}, config.budget.total_tokens)
+            _safe(self.tracker.end)(run_id, "FINISHED" if loss < float("inf") else "FAILED")
+
+
+def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:
+    """Final target loss vs lr (μP, SP) and vs wd (μP), one line per width: the classic μP figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: write a file, never open a window
+    import matplotlib.pyplot as plt
+
+    panels = list(losses.groupby(["sweep", "parametrization"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    finite = losses[losses.loss < float("inf")].loss
+    for ax, ((sweep, p), rows) in zip(axes[0], panels, strict=True):
+        for width, line in rows.groupby("width"):
+            line = line.sort_values("value")
+            ax.plot(line.value, line.loss.where(line.loss < float("inf")), "o-", label=f"width {width}")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(finite.min() - 0.02, min(finite.max(), finite.min() + 1.0) + 0.02)
+        ax.set_xlabel("learning rate" if sweep == "lr" else "weight decay")
+        ax.set_title(f"{'μP' if p == 'mup' else 'SP'}: loss vs {sweep}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("final target_val_loss")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

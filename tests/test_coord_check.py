@@ -1,0 +1,29 @@
+"""Coordinate check: activation scales stay flat with width under μP and grow under SP."""
+
+from __future__ import annotations
+
+from trainer.coord_check import coord_check, plot_coord_check, width_slopes
+
+WIDTHS = [16, 32, 64]
+STEPS = 3
+
+
+def test_mup_activations_are_flat_in_width_and_sp_ones_grow(make_cfg, tmp_path):
+    config = make_cfg(batch_size=4)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"base_width": 16})})
+    df = coord_check(config, WIDTHS, steps=STEPS, lr=1e-2)
+    assert set(df.module) == {"wte", "blocks.0", "blocks.1", "lm_head"}
+    assert len(df) == 2 * len(WIDTHS) * STEPS * 4
+
+    slopes = width_slopes(df)
+    trained = slopes[slopes.t > 1]  # t=1 is at init; the check is about what training does
+    mup = trained[trained.parametrization == "mup"]
+    sp = trained[trained.parametrization == "sp"]
+    # Flat: a 4× wider μP model changes no activation scale by more than 2^(0.3·2) ≈ 1.5×.
+    assert mup.slope.abs().max() < 0.3, mup
+    # SP with Adam: the block outputs after a few steps grow at least like sqrt(width).
+    last_blocks = sp[(sp.t == STEPS) & sp.module.str.startswith("blocks")]
+    assert last_blocks.slope.min() > 0.5, last_blocks
+
+    png = plot_coord_check(df, tmp_path / "coord.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,137 @@
+"""`automix report` on a small real study (Ray + Optuna + MLflow), with compare and multiplier results."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+import automix
+from automix.cli import main
+from automix.report import pareto_mask
+
+pytestmark = pytest.mark.slow
+SECTIONS = [
+    "Summary",
+    "Optimisation history",
+    "Parallel coordinates",
+    "Contour: mix_ratio × weight_decay",
+    "Lever importance",
+    "Pareto front: target loss vs accuracy",
+    "Mix vs tune",
+    "Effective-data multiplier",
+    "Transfer",
+]
+
+
+def objective(params: dict, report) -> dict:
+    """A known surface: weight decay matters most, mixing a little, and accuracy tracks loss."""
+    loss = 1.5 + 0.3 * math.log10(params["weight_decay"]) ** 2 + 0.2 * (params["mix_ratio"] - 0.25) ** 2
+    for step in (1, 2):
+        report({"tokens": step * 1000, "target_val_loss": loss + 0.1 / step})
+    return {"target_val_loss": loss, "target_acc": 0.6 - 0.2 * loss, "target_acc_chance": 0.25}
+
+
+@pytest.fixture
+def study_config(tiny, tmp_path):
+    """A study config on the tiny corpora (so re-training is cheap), its study searched by `objective`."""
+    space = tmp_path / "space.yaml"
+    params = {
+        "weight_decay": {"type": "float", "low": 0.01, "high": 10.0, "log": True},
+        "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+        "epochs": {"type": "int", "low": 1, "high": 2},
+    }
+    space.write_text(yaml.safe_dump({"params": params}))
+    mc = tmp_path / "mc.jsonl"
+    rows = [{"id": str(i), "context": f"T{i:03d}", "choices": ["السلام", "fox"], "label": i % 2} for i in range(6)]
+    mc.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {
+        "study": "rep",
+        "work_dir": str(tmp_path / "w"),
+        "data": {
+            "target": str(tiny.target),
+            "target_valid": str(tiny.target_valid),
+            "auxiliary": str(tiny.auxiliary),
+            "seq_len": 16,
+            "cache_dir": str(tiny.cache),
+            "eval_sets": {"mc": str(mc)},
+        },
+        "model": {"width": 32, "base_width": 32, "depth": 1, "n_heads": 2},
+        "optim": {"batch_size": 4, "warmup_tokens": 100},
+        "budget": {"unique_tokens": 1000},
+        "eval_every_tokens": 1000,
+        "search": {"space": str(space), "n_trials": 8, "concurrency": 2, "scheduler": "none"},
+    }
+    path = tmp_path / "rep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = automix.load_config(path)
+    automix.search(
+        objective,
+        automix.load_space(space),
+        study="rep",
+        work_dir=config.work_path,
+        verbose=False,
+        **config.search.model_dump(exclude={"space"}),
+    )
+    return path, config
+
+
+def test_report_has_every_section_and_lands_in_mlflow(study_config):
+    path, config = study_config
+    work = config.work_path
+    assert main(["compare", str(path), "--seeds", "1", "--workers", "1"]) == 0
+    assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2"]) == 0
+    multiplier = json.loads((work / "multiplier.json").read_text())
+    assert {e["metric"] for e in multiplier["estimates"]} == {"target_val_loss", "target_acc"}
+    plt_png = work / "transfer_lr_width.png"
+    shutil.copy(Path(matplotlib.get_data_path()) / "images" / "matplotlib.png", plt_png)
+
+    assert main(["report", str(path)]) == 0
+    out = work / "report"
+    page = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page
+        assert f"## {title}" in md
+    assert "Not measured" not in md and "not both searched" not in md and "No transfer" not in md
+    for name in ("history", "parallel", "contour", "importance", "pareto", "mix_vs_tune", "multiplier"):
+        assert (out / f"{name}.png").stat().st_size > 5000, name
+    assert "weight_decay" in md.split("## Lever importance")[1].split("|")[5]  # the surface's top lever
+    assert "cdn.plot.ly" not in page and "Plotly.newPlot" in page  # self-contained, interactive
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    parent = json.loads((work / "best.json").read_text())["mlflow_parent_run_id"]
+    logged = {a.path for a in client.list_artifacts(parent, "report")}
+    assert {"report/report.html", "report/report.md", "report/contour.png"} <= logged
+
+    if shutil.which("chromium"):
+        shot = out / "shot.png"
+        script = Path(__file__).parents[1] / "scripts" / "render_report.py"
+        subprocess.run([sys.executable, str(script), str(out / "report.html"), "--out", str(shot)], check=True)
+        pixels = matplotlib.image.imread(shot)
+        assert pixels.shape[1] == 1200 and pixels.std() > 0.05  # something was drawn
+
+
+def test_report_without_a_study_is_a_usage_error(tmp_path, tiny, capsys):
+    path = tmp_path / "none.yaml"
+    data = {"target": str(tiny.target), "target_valid": str(tiny.target_valid)}
+    path.write_text(
+        yaml.safe_dump(
+            {"study": "none", "work_dir": str(tmp_path / "w"), "data": data, "budget": {"unique_tokens": 100}}
+        )
+    )
+    assert main(["report", str(path)]) == 2
+    assert "automix search" in capsys.readouterr().err
+    assert main(["multiplier", str(path), "--units", "1,x"]) == 2
+
+
+def test_pareto_mask():
+    assert pareto_mask([1.0, 1.1, 1.2, 1.05], [0.3, 0.5, 0.4, 0.2]).tolist() == [True, True, False, False]

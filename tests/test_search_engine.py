@@ -1,0 +1,164 @@
+"""The search engine on cheap custom objectives: samplers, pruning, resume, budgets, multi-objective."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+import automix
+from automix.config import SAMPLERS, SearchConfig
+from automix.samplers import make_sampler
+from automix.space import parse_space
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+import custom_objective  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SPACE = parse_space(
+    {
+        "x": {"type": "float", "low": -4.0, "high": 4.0, "step": 0.5},
+        "y": {"type": "int", "low": 0, "high": 4},
+    }
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def bowl(params, report):
+    """(x-1)² + (y-2)² + 1, approached over four evaluations of 100 'tokens' each."""
+    final = (params["x"] - 1) ** 2 + (params["y"] - 2) ** 2 + 1
+    for step in range(1, 5):
+        report({"tokens": 100 * step, "loss": final + 4.0 / step})
+    return {"loss": final}
+
+
+def run(tmp_path, name, objective=bowl, **kw):
+    settings = {"metric": "loss", "concurrency": 2, "scheduler": "none", "verbose": False, **kw}
+    return automix.search(objective, kw.pop("space", SPACE), study=name, work_dir=tmp_path / name, **settings)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_is_seeded(sampler):
+    def suggestions(seed):
+        study = optuna.create_study(sampler=make_sampler(sampler, SPACE, seed))
+        out = []
+        for _ in range(12):
+            trial = study.ask(SPACE.distributions)
+            study.tell(trial, (trial.params["x"] - 1) ** 2 + trial.params["y"])
+            out.append(tuple(trial.params.values()))
+        return out
+
+    assert suggestions(0) == suggestions(0)
+    if sampler != "grid":  # the grid is the same set, only its order is seeded
+        assert suggestions(0) != suggestions(1)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "botorch", "grid"])
+def test_samplers_run_trials_through_ray_into_storage(tmp_path, sampler):
+    result = run(tmp_path, sampler, sampler=sampler, n_trials=4)
+    stored = optuna.load_study(study_name=sampler, storage=f"sqlite:///{tmp_path / sampler / 'optuna.db'}")
+    assert [t.state for t in stored.trials] == [TrialState.COMPLETE] * 4
+    assert result.best_value == min(t.value for t in stored.trials)
+    assert result.trials["state"].tolist() == ["COMPLETE"] * 4
+
+
+def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
+    result = run(tmp_path, "asha", sampler="random", n_trials=8, scheduler="asha", grace_tokens=100, reduction_factor=2)
+    states = {t.state for t in result.study.trials}
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    for t in result.study.trials:
+        final_step = max(t.intermediate_values)
+        if t.state == TrialState.PRUNED:
+            assert final_step < 400  # stopped before its last evaluation
+            assert t.value is None or t.value == t.intermediate_values[final_step]
+        else:
+            assert final_step == 400 and t.value == pytest.approx(
+                (t.params["x"] - 1) ** 2 + (t.params["y"] - 2) ** 2 + 1
+            )
+
+
+def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_path):
+    first = run(tmp_path, "resume", n_trials=3)
+    kept = {t.number: t.value for t in first.study.trials}
+    # Leave the state a killed driver leaves: a trial RUNNING in the study and its run open in MLflow.
+    crashed = first.study.ask(SPACE.distributions)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'resume' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resume").experiment_id
+    open_run = client.create_run(exp, tags={"mlflow.parentRunId": first.mlflow_parent_run_id})
+
+    with pytest.raises(automix.ConfigError, match="--resume"):
+        run(tmp_path, "resume", n_trials=6)
+    result = run(tmp_path, "resume", n_trials=6, resume=True)
+    trials = result.study.trials
+    assert {n: trials[n].value for n in kept} == kept  # finished trials kept, not re-run
+    assert trials[crashed.number].state == TrialState.FAIL
+    requeued = [t for t in trials if t.user_attrs.get("requeued_from") == crashed.number]
+    assert len(requeued) == 1 and requeued[0].params == crashed.params
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+    assert client.get_run(open_run.info.run_id).info.status == "KILLED"
+    assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
+
+
+def test_max_train_tokens_rejects_before_training(tmp_path):
+    result = run(tmp_path, "cap", n_trials=5, cost=lambda p: 1000 * (p["y"] + 1), max_train_tokens=2000)
+    rejected = [t for t in result.study.trials if "rejected" in t.user_attrs]
+    completed = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert len(completed) == 5
+    assert all(t.params["y"] <= 1 for t in completed)
+    assert all(t.state == TrialState.PRUNED and not t.intermediate_values for t in rejected)
+    assert all(t.constraints["train_tokens"] > 0 for t in rejected)
+    assert rejected  # the space has y up to 4: some suggestions were over the cap
+    assert set(result.mlflow_run_ids) == {t.number for t in completed}  # rejected configs never started
+
+
+def test_token_budget_stops_the_search(tmp_path):
+    result = run(tmp_path, "budget", n_trials=20, concurrency=1, max_total_tokens=1000)
+    done = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
+    assert 2 <= len(done) < 20  # 400 tokens per trial: the budget ends it long before 20 trials
+
+
+def test_enqueued_points_run_first(tmp_path):
+    result = run(tmp_path, "enqueue", n_trials=3, concurrency=1, enqueue=[{"x": 1.0, "y": 2}])
+    assert result.study.trials[0].params == {"x": 1.0, "y": 2}
+    assert result.best_value == 1.0
+
+
+def test_multi_objective_gives_a_pareto_front(tmp_path):
+    def two(params, report):
+        report({"tokens": 1, "loss": params["x"] ** 2, "acc": -((params["x"] - 2) ** 2)})
+        return {"loss": params["x"] ** 2, "acc": -((params["x"] - 2) ** 2)}
+
+    result = run(tmp_path, "mo", two, n_trials=8, sampler="random", metric=["loss", "acc"], mode=["min", "max"])
+    front = result.pareto_front
+    assert front and result.best_value == front[0].values and len(result.best_value) == 2
+    for a in front:  # nobody on the front is dominated by another trial
+        assert not any(b.values[0] < a.values[0] and b.values[1] > a.values[1] for b in result.study.trials)
+    off_front = [t for t in result.study.trials if t.number not in {f.number for f in front}]
+    for b in off_front:  # and everyone off it is dominated by someone on it
+        assert any(a.values[0] <= b.values[0] and a.values[1] >= b.values[1] for a in front)
+
+
+def test_custom_objective_example_finds_the_optimum(tmp_path):
+    result = custom_objective.main(str(tmp_path / "custom"), n_trials=30)
+    assert result.best_value < 1.1 + 0.05  # optimum is 1.1
+    for key, opt in custom_objective.OPTIMUM.items():
+        assert abs(math.log10(result.best_params[key] / opt)) < 0.25
+    assert len(result.mlflow_run_ids) == 30
+
+
+def test_search_config_rejects_mismatched_metric_and_mode():
+    with pytest.raises(ValueError, match="metric and mode"):
+        SearchConfig(metric=["a", "b"], mode="min")

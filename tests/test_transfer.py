@@ -1,0 +1,138 @@
+"""μP transfer: the lr/wd and budget rule, and a tiny transfer run tracked in MLflow and exportable."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution
+
+from automix.cli import main
+from automix.config import ConfigError, StudyConfig
+from automix.tracking import Tracker, default_tracking_uri
+from automix.transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
+from trainer.export import export
+
+LR, WD = 4e-3, 0.5
+
+
+@pytest.fixture
+def proxy(make_cfg):
+    """A width-32 μP proxy at base width 32 with lr and wd stated there."""
+    cfg = make_cfg(unique_tokens=1024, epochs=2.0, mix_ratio=0.25)
+    return cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"width": 32, "base_width": 32}),
+            "optim": cfg.optim.model_copy(update={"learning_rate": LR, "weight_decay": WD}),
+        }
+    )
+
+
+@pytest.mark.parametrize("width", [32, 128, 512])
+def test_lr_and_wd_carry_over_and_muadamw_keeps_hidden_lr_times_wd(proxy, width):
+    target = target_config(proxy, width)
+    assert (target.optim.learning_rate, target.optim.weight_decay) == (LR, WD)
+    assert target.budget == proxy.budget  # same U, E, r: the proxy's repetition rate
+    eff = effective_lr_wd(target)
+    m = width / 32
+    assert eff["width_mult"] == pytest.approx(m)
+    assert eff["hidden_lr"] == pytest.approx(LR / m)
+    assert eff["hidden_wd"] == pytest.approx(WD * m)
+    assert eff["hidden_lr_x_wd"] == pytest.approx(LR * WD)  # per-step decay is the base width's
+    assert (eff["embedding_lr"], eff["embedding_wd"]) == (pytest.approx(LR), pytest.approx(WD))
+
+
+@pytest.mark.parametrize("mode", ["epochs", "fixed_tokens"])
+def test_larger_budget_keeps_repetition_and_rescales_wd(proxy, mode):
+    if mode == "fixed_tokens":
+        budget = proxy.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": 2730})
+        proxy = proxy.model_copy(update={"budget": budget})
+    T = proxy.budget.total_tokens
+    target = target_config(proxy, 128, train_tokens=4 * T)
+    b = target.budget
+    assert b.total_tokens == pytest.approx(4 * T, rel=1e-3)
+    assert b.unique_tokens == 4 * proxy.budget.unique_tokens
+    assert b.effective_epochs == pytest.approx(proxy.budget.effective_epochs, rel=1e-3)
+    assert b.mix_ratio == proxy.budget.mix_ratio
+    # AdamW timescale 1/(lr·wd) constant in epochs: an epoch is 4× the steps, so lr·wd is 4× smaller.
+    assert target.optim.learning_rate == LR
+    assert target.optim.weight_decay == pytest.approx(WD / 4)
+    assert effective_lr_wd(target)["hidden_lr_x_wd"] == pytest.approx(LR * WD / 4)
+
+
+def _study(tmp_path, tiny) -> StudyConfig:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "params:\n  weight_decay: {type: float, low: 0.01, high: 3, log: true}\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 3.0e-2, log: true}\n  epochs: 2\n"
+    )
+    config = StudyConfig.model_validate(
+        {
+            "study": "tiny",
+            "work_dir": str(tmp_path / "work"),
+            "data": {
+                "target": str(tiny.target),
+                "target_valid": str(tiny.target_valid),
+                "seq_len": 16,
+                "cache_dir": str(tiny.cache),
+            },
+            "model": {"width": 16, "base_width": 16, "depth": 1, "n_heads": 2},
+            "optim": {"batch_size": 4, "warmup_tokens": 64},
+            "budget": {"unique_tokens": 512},
+            "eval_every_tokens": 512,
+            "search": {"space": str(space)},
+        }
+    )
+    config.work_path.mkdir(parents=True)
+    storage = f"sqlite:///{config.work_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="tiny", storage=storage)
+    dists = {"weight_decay": FloatDistribution(0.01, 3, log=True), "learning_rate": FloatDistribution(1e-3, 3e-2)}
+    for value, wd in [(5.0, 0.01), (4.0, 0.3)]:
+        trial = optuna.trial.create_trial(
+            params={"weight_decay": wd, "learning_rate": 8e-3}, distributions=dists, value=value
+        )
+        study.add_trial(trial)
+    return config
+
+
+def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
+    config = _study(tmp_path, tiny)
+    assert source_trial(config).number == 1  # the lower loss
+    result = transfer(config, [32], verbose=False)
+
+    (run,) = result.runs
+    assert (run["width"], run["weight_decay"], run["learning_rate"]) == (32, 0.3, 8e-3)
+    assert run["epochs"] == 2  # the space's fixed value, as in the proxy trial
+    assert run["effective"]["hidden_lr"] == pytest.approx(8e-3 / 2)
+    record = json.loads((config.work_path / "transfer.json").read_text())
+    assert record["source_trial"] == 1 and record["runs"][0]["metrics"]["target_val_loss"] > 0
+
+    client = MlflowClient(default_tracking_uri(config.work_path))
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'transfer' and tags.width = '32'")
+    assert len(runs) == 1
+    tracked = runs[0]
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.tags["source_trial"] == "1"
+    assert float(tracked.data.params["optim.weight_decay"]) == 0.3
+    assert tracked.data.metrics["target_val_loss"] == pytest.approx(run["metrics"]["target_val_loss"])
+    assert (export(run["checkpoint"], tmp_path / "hf") / "config.json").is_file()
+
+    # `automix transfer --study NAME` reads the study config back from the search's MLflow run.
+    with pytest.raises(ConfigError, match="no search of study"):
+        study_config_from_tracking("tiny", config.work_path)
+    tracker = Tracker(default_tracking_uri(config.work_path), "tiny")
+    tracker.log_dict(tracker.start_parent("search-tiny", {}, {}), config.model_dump(), "config.json")
+    assert study_config_from_tracking("tiny", config.work_path) == config
+
+
+def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):
+    config = _study(tmp_path, tiny)
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(config.model_dump()))  # JSON is YAML
+    assert main(["transfer", "--config", str(path), "--widths", "33"]) == 2  # not divisible by 2 heads
+    assert "n_heads" in capsys.readouterr().err
+    assert main(["transfer", "--config", str(path), "--widths", "32", "--trial", "7"]) == 2
+    assert main(["transfer", "--study", "absent", "--work-dir", str(tmp_path), "--widths", "32"]) == 2
