@@ -159,7 +159,8 @@ def search(
     storage URL (default: sqlite in the work directory), `tracking_uri` an MLflow URI (default:
     sqlite in the work directory), `address` a Ray cluster to join. `resume=True` continues the
     study. `cost(params)` gives a custom objective's training tokens, for `max_train_tokens` (the
-    built-in objective computes T = E·U/(1-r) itself). Bad input raises `ConfigError`/`CorpusError` before anything is written.
+    built-in objective computes T = E·U/(1-r) itself). Bad input raises `ConfigError` or
+    `CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
