@@ -127,7 +127,7 @@ def _transfer(args: argparse.Namespace) -> int:
     if bool(args.study) == bool(args.config):
         raise ConfigError("transfer: give either --study NAME or --config CONFIG")
     if args.config:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config)
     else:
         config = study_config_from_tracking(args.study, Path(args.work_dir or Path("runs", args.study)).resolve())
     result = transfer(config, args.widths, trial=args.trial, train_tokens=args.train_tokens)
@@ -138,10 +138,16 @@ def _transfer(args: argparse.Namespace) -> int:
 
 
 def _coord_check(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from automix.config import format_validation_error
     from trainer.coord_check import coord_check, plot_coord_check, width_slopes
 
     config = load_config(args.config, args.overrides)
-    df = coord_check(config.base_train_config(), args.widths, steps=args.steps, lr=args.lr)
+    try:
+        df = coord_check(config.base_train_config(), args.widths, steps=args.steps, lr=args.lr)
+    except ValidationError as e:
+        raise ConfigError(f"coord-check: {format_validation_error(e)}") from None
     out = config.work_path / "coord_check"
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "coord_check.csv", index=False)
@@ -211,7 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_multiplier)
 
     p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider μP widths")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of --config")
     p.add_argument("--study", help="study name; its config is read from the search's MLflow run")
     p.add_argument("--work-dir", help="work directory of --study (default runs/STUDY)")
     p.add_argument("--config", help="study config YAML (instead of --study)")

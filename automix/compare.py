@@ -98,6 +98,7 @@ def plot_compare(result: dict[str, Any]):
 
     levers = result["levers"]
     names = [lever["study"] for lever in levers]
+    chance = levers[0]["stats"]["target_acc_chance"]["mean"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("target_val_loss", "target_acc"), strict=True):
         means = [lever["stats"][metric]["mean"] or np.nan for lever in levers]
@@ -105,13 +106,13 @@ def plot_compare(result: dict[str, Any]):
         ax.bar(names, means, yerr=sds, capsize=6, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
         selected = [lever["selected"][metric] or np.nan for lever in levers]
         ax.scatter(names, selected, color="black", marker="x", zorder=3, label="selected trial (search seed)")
-        finite = [v for v in means + selected if np.isfinite(v)]
+        lines = [chance] if metric == "target_acc" and chance is not None else []
+        finite = [v for v in means + selected + lines if np.isfinite(v)]
         if finite:
             pad = 0.5 * (max(finite) - min(finite)) + max(sds + [1e-3])
             ax.set_ylim(min(finite) - pad, max(finite) + pad)
         ax.set_title(f"{metric} (mean ± sd over seeds {result['seeds']})", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
-    chance = levers[0]["stats"]["target_acc_chance"]["mean"]
     if chance is not None:
         axes[1].axhline(chance, color="grey", linestyle="--", label="chance")
     axes[1].legend(fontsize=7)

@@ -12,17 +12,31 @@ from automix.space import SearchSpace
 
 
 def grid_values(space: SearchSpace) -> dict[str, list]:
-    """Explicit value lists for a grid: categorical choices, or stepped int/float ranges."""
+    """Explicit value lists for a grid: the space's `grid` lists, categorical choices, or stepped ranges."""
     grid = {}
     for name, d in space.distributions.items():
-        if isinstance(d, od.CategoricalDistribution):
+        if name in space.grid:
+            grid[name] = space.grid[name]
+        elif isinstance(d, od.CategoricalDistribution):
             grid[name] = list(d.choices)
         elif getattr(d, "step", None):
             n = int(round((d.high - d.low) / d.step)) + 1
             grid[name] = [d.low + i * d.step for i in range(n)]
         else:
-            raise ConfigError(f"grid sampler: param '{name}' needs 'choices' or a 'step' to enumerate")
+            raise ConfigError(f"grid sampler: param '{name}' needs a 'grid' list, 'choices' or a 'step'")
     return grid
+
+
+class SweepSampler(optuna.samplers.GridSampler):
+    """GridSampler for ask/tell: it must not call `study.stop()` when the grid runs out.
+
+    Optuna's GridSampler stops an `optimize` loop after the last point, but under ask/tell (how
+    Ray's searcher drives Optuna) that raises inside `tell` before the trial's state is saved.
+    The search's trial count ends a sweep instead.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
@@ -43,7 +57,7 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
 
         return BoTorchSampler(seed=seed)
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_values(space), seed=seed)
+        return SweepSampler(grid_values(space), seed=seed)
     raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, botorch, random, qmc, grid, cmaes")
 
 

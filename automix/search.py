@@ -24,7 +24,7 @@ from automix.config import ConfigError, SearchConfig, StudyConfig, format_valida
 from automix.objective import Objective, Reporter, TrainerObjective, cpu_threads
 from automix.progress import ProgressCallback
 from automix.results import SearchResult, collect
-from automix.samplers import make_sampler
+from automix.samplers import grid_size, make_sampler
 from automix.schedulers import TokenBudget, make_scheduler
 from automix.searcher import FINAL_KEY, TRIAL_KEY, StudySearcher
 from automix.space import SearchSpace, load_space
@@ -91,6 +91,8 @@ def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, 
         return _Plan(objective, space, settings.max_train_tokens or 10**15, settings.grace_tokens or 1, cost)
     base = config.base_train_config()
     space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
+    if settings.sampler == "grid" and settings.n_trials > grid_size(space):
+        raise ConfigError(f"the grid has {grid_size(space)} points: set search.n_trials to at most that")
     for point in settings.enqueue:
         space.apply(point, base)  # a typo in an enqueued config fails here, not in a trial
 

@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 
+from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search.optuna import OptunaSearch
@@ -55,19 +56,26 @@ class StudySearcher(OptunaSearch):
         return None if trial is None else trial.number
 
     def suggest(self, trial_id: str) -> dict | None:
-        for _ in range(MAX_REJECTIONS):
-            params = super().suggest(trial_id)
-            if params is None or self._cost is None:
-                break
-            ot_trial, cost = self._ot_trials[trial_id], self._cost(params)
-            ot_trial.set_constraint("train_tokens", cost - self._max_cost)
-            if cost <= self._max_cost:
-                break
-            ot_trial.set_user_attr("rejected", f"train_tokens {cost:,.0f} > max_train_tokens {self._max_cost:,.0f}")
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-            del self._ot_trials[trial_id]
-        else:
-            raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
+        sampler = self._ot_study.sampler
+        try:
+            for attempt in range(MAX_REJECTIONS):
+                params = super().suggest(trial_id)
+                if params is None or self._cost is None:
+                    break
+                ot_trial, cost = self._ot_trials[trial_id], self._cost(params)
+                ot_trial.set_constraint("train_tokens", cost - self._max_cost)
+                if cost <= self._max_cost:
+                    break
+                ot_trial.set_user_attr("rejected", f"train_tokens {cost:,.0f} > max {self._max_cost:,.0f}")
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+                del self._ot_trials[trial_id]
+                # A model-based sampler that ignores pruned trials (GP) would propose the same point
+                # again: retry from random suggestions, seeded by the trial count for reproducibility.
+                self._ot_study.sampler = RandomSampler(seed=len(self._ot_study.trials) + attempt)
+            else:
+                raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
+        finally:
+            self._ot_study.sampler = sampler
         if params is None:
             return None
         return {**params, TRIAL_KEY: self._ot_trials[trial_id].number}

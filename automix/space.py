@@ -8,6 +8,8 @@ params:
   model.depth:   {type: categorical, choices: [2, 3]}
   learning_rate: 3.0e-3          # a plain value is fixed, not searched
 ```
+A `grid: [...]` list in a param's spec gives the values the `grid` sampler sweeps (a paper-style
+full sweep); the other samplers use the range.
 The four vocabulary names map onto the trainer's fields; any other name is a dotted path into
 the trainer config (`optim.beta2`, `model.depth`).
 """
@@ -42,6 +44,7 @@ class SearchSpace:
     distributions: dict[str, od.BaseDistribution]
     fixed: dict[str, Any] = field(default_factory=dict)
     source: str = "<python>"
+    grid: dict[str, list] = field(default_factory=dict)  # explicit sweep values for the grid sampler
 
     def apply(self, params: dict[str, Any], base: TrainConfig) -> TrainConfig:
         """Return `base` with fixed values and `params` written into it (validated)."""
@@ -82,13 +85,19 @@ def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace
     """Build a space from the `params` mapping of a space file (see the module doc)."""
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"search space {source} needs a non-empty 'params' mapping")
-    distributions, fixed = {}, {}
+    distributions, fixed, grid = {}, {}, {}
     for name, spec in params.items():
-        if isinstance(spec, dict):
-            distributions[name] = _distribution(name, spec)
-        else:
+        if not isinstance(spec, dict):
             fixed[name] = spec
-    return SearchSpace(distributions, fixed, source)
+            continue
+        spec = dict(spec)
+        if "grid" in spec:
+            grid[name] = list(spec.pop("grid"))
+        distributions[name] = _distribution(name, spec)
+        bad = [v for v in grid.get(name, []) if not _in_range(distributions[name], v)]
+        if bad:
+            raise ConfigError(f"search space param '{name}': grid values {bad} lie outside its range")
+    return SearchSpace(distributions, fixed, source, grid)
 
 
 def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
@@ -104,6 +113,12 @@ def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace
         except ValidationError as e:
             raise ConfigError(f"search space {source}: {format_validation_error(e)}") from None
     return space
+
+
+def _in_range(d: od.BaseDistribution, value: Any) -> bool:
+    if isinstance(d, od.CategoricalDistribution):
+        return value in d.choices
+    return d.low <= value <= d.high
 
 
 def _any_value(d: od.BaseDistribution) -> Any:

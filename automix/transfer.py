@@ -14,7 +14,6 @@ The rule (DESIGN §5, README "μP: what transfers"):
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -37,7 +36,6 @@ from trainer.config import TrainConfig
 from trainer.model import build_model, build_optimizer
 from trainer.train import run
 
-log = logging.getLogger(__name__)
 # MuAdamW's grouping depends on which dimensions scale with width, not on the vocabulary size.
 _PROBE_VOCAB = 257
 
@@ -82,7 +80,7 @@ def with_values(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     try:
         return SearchSpace({}).apply(values, config)
     except ValidationError as e:
-        raise ConfigError(f"transfer: {format_validation_error(e)}") from None
+        raise ConfigError(format_validation_error(e)) from None
 
 
 def target_config(proxy: TrainConfig, width: int, train_tokens: int | None = None) -> TrainConfig:
@@ -220,4 +218,3 @@ def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose
         "checkpoint": outcome.checkpoint_path,
         "mlflow_run_id": run_id,
     }
-

@@ -75,14 +75,7 @@ def verify_transfer(
     fixed = {"learning_rate": best_lr, "model.parametrization": "mup"}
     wd_df = runner.sweep("wd", {"weight_decay": wds}, widths, fixed)
     losses = pd.concat([lr_df, wd_df], ignore_index=True)
-    best = losses.loc[losses.groupby(["sweep", "parametrization", "width"]).loss.idxmin()]
-    best = best.reset_index(drop=True)
-    grids = {"lr": sorted(lrs), "wd": sorted(wds)}
-    drift = {
-        f"{sweep}/{p}": max(idx) - min(idx)
-        for (sweep, p), rows in best.groupby(["sweep", "parametrization"])
-        for idx in [[grids[sweep].index(v) for v in rows.value]]
-    }
+    best, drift = summarize(losses, {"lr": lrs, "wd": wds})
     result = VerifyResult(losses, best, drift, work / "verify_transfer.png", work / "verify_transfer.json")
     plot_sweeps(losses, result.plot)
     record = {
@@ -98,6 +91,21 @@ def verify_transfer(
     _safe(tracker.log_artifact)(parent, result.path)
     _safe(tracker.end)(parent, "FINISHED", tags={f"drift.{k}": str(v) for k, v in drift.items()})
     return result
+
+
+def summarize(losses: pd.DataFrame, grids: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The best grid value per sweep, parametrisation and width, and its drift in grid steps.
+
+    Drift is the distance, in grid positions, between the smallest and the largest best value across
+    widths: 0 or 1 passes the criterion, 2 or more means the optimum moved by more than one step.
+    """
+    best = losses.loc[losses.groupby(["sweep", "parametrization", "width"]).loss.idxmin()].reset_index(drop=True)
+    drift = {
+        f"{sweep}/{p}": max(idx) - min(idx)
+        for (sweep, p), rows in best.groupby(["sweep", "parametrization"])
+        for idx in [[sorted(grids[sweep]).index(v) for v in rows.value]]
+    }
+    return best, drift
 
 
 def _final_loss(config: dict[str, Any]) -> float:
@@ -168,15 +176,16 @@ def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")  # headless: write a file, never open a window
     import matplotlib.pyplot as plt
 
-    panels = list(losses.groupby(["sweep", "parametrization"], sort=False))
+    panels = sorted(losses.groupby(["sweep", "parametrization"]), key=lambda kv: (kv[0][0] != "lr", kv[0][1]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
-    finite = losses[losses.loss < float("inf")].loss
     for ax, ((sweep, p), rows) in zip(axes[0], panels, strict=True):
-        for width, line in rows.groupby("width"):
+        finite = rows.loss.where(rows.loss < float("inf"))
+        for width, line in rows.assign(loss=finite).groupby("width"):
             line = line.sort_values("value")
-            ax.plot(line.value, line.loss.where(line.loss < float("inf")), "o-", label=f"width {width}")
+            ax.plot(line.value, line.loss, "o-", label=f"width {width}")
+        # zoom on the minima: diverged and far-off points would flatten the curves that matter
+        ax.set_ylim(finite.min() - 0.02, min(finite.max(), finite.min() + 0.6) + 0.02)
         ax.set_xscale("log", base=2)
-        ax.set_ylim(finite.min() - 0.02, min(finite.max(), finite.min() + 1.0) + 0.02)
         ax.set_xlabel("learning rate" if sweep == "lr" else "weight decay")
         ax.set_title(f"{'μP' if p == 'mup' else 'SP'}: loss vs {sweep}")
         ax.grid(alpha=0.3)

@@ -35,7 +35,7 @@ SPACE = parse_space(
 
 
 def main(work_dir: str | None = None, n_trials: int = 30) -> automix.SearchResult:
-    """Search SPACE with TPE and ASHA, two trials at a time; returns the SearchResult."""
+    """Search SPACE with the default sampler, two trials at a time; returns the SearchResult."""
     return automix.search(
         objective,
         SPACE,

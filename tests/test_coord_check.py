@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from automix.cli import main
 from trainer.coord_check import coord_check, plot_coord_check, width_slopes
 
 WIDTHS = [16, 32, 64]
@@ -10,7 +11,7 @@ STEPS = 3
 
 def test_mup_activations_are_flat_in_width_and_sp_ones_grow(make_cfg, tmp_path):
     config = make_cfg(batch_size=4)
-    config = config.model_copy(update={"model": config.model.model_copy(update={"base_width": 16})})
+    config = config.model_copy(update={"model": config.model.model_copy(update={"base_width": 16}), "threads": 1})
     df = coord_check(config, WIDTHS, steps=STEPS, lr=1e-2)
     assert set(df.module) == {"wte", "blocks.0", "blocks.1", "lm_head"}
     assert len(df) == 2 * len(WIDTHS) * STEPS * 4
@@ -27,3 +28,16 @@ def test_mup_activations_are_flat_in_width_and_sp_ones_grow(make_cfg, tmp_path):
 
     png = plot_coord_check(df, tmp_path / "coord.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_coord_check_cli_writes_the_plot_and_rejects_bad_widths(tiny, tmp_path, capsys):
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        f"study: cc\nwork_dir: {tmp_path / 'work'}\n"
+        f"data: {{target: {tiny.target}, target_valid: {tiny.target_valid}, seq_len: 16, cache_dir: {tiny.cache}}}\n"
+        "model: {base_width: 16, n_heads: 4}\noptim: {batch_size: 2}\nbudget: {unique_tokens: 500}\n"
+    )
+    assert main(["coord-check", str(config), "--widths", "16", "32", "--steps", "2"]) == 0
+    assert (tmp_path / "work" / "coord_check" / "coord_check.png").is_file()
+    assert "blocks.1" in capsys.readouterr().out
+    assert main(["coord-check", str(config), "--widths", "16", "30"]) == 2  # 4 heads do not divide 30

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
@@ -13,6 +15,7 @@ from automix.cli import main
 from automix.config import ConfigError, StudyConfig
 from automix.tracking import Tracker, default_tracking_uri
 from automix.transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
+from automix.verify import plot_sweeps, summarize
 from trainer.export import export
 
 LR, WD = 4e-3, 0.5
@@ -136,3 +139,21 @@ def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):
     assert "n_heads" in capsys.readouterr().err
     assert main(["transfer", "--config", str(path), "--widths", "32", "--trial", "7"]) == 2
     assert main(["transfer", "--study", "absent", "--work-dir", str(tmp_path), "--widths", "32"]) == 2
+
+
+def test_verify_summary_finds_the_best_lr_per_width_and_its_drift(tmp_path):
+    grid = [1e-3, 2e-3, 4e-3, 8e-3]
+    # μP: the optimum stays at 4e-3 (one step at the widest); SP: it halves with every doubling of width.
+    best = {("mup", 32): 4e-3, ("mup", 64): 4e-3, ("mup", 128): 8e-3, ("sp", 32): 8e-3, ("sp", 64): 4e-3}
+    best[("sp", 128)] = 1e-3  # 3 steps away, and 2e-3 diverged
+    rows = [
+        {"sweep": "lr", "parametrization": p, "width": w, "value": lr, "loss": abs(math.log2(lr / b)) + 2.0}
+        for (p, w), b in best.items()
+        for lr in grid
+    ]
+    losses = pd.DataFrame(rows)
+    losses.loc[(losses.parametrization == "sp") & (losses.width == 128) & (losses.value == 2e-3), "loss"] = math.inf
+    table, drift = summarize(losses, {"lr": grid})
+    assert {(r.parametrization, r.width): r.value for r in table.itertuples()} == best
+    assert drift == {"lr/mup": 1, "lr/sp": 3}
+    assert plot_sweeps(losses, tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"

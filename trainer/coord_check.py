@@ -18,7 +18,7 @@ import torch
 from mup.coord_check import _get_coord_data
 from torch import nn
 
-from trainer.config import TrainConfig
+from trainer.config import ModelConfig, TrainConfig
 from trainer.data import build_stream
 from trainer.model import Transformer, build_model, build_optimizer
 from trainer.tokenizer import build_tokenizer
@@ -54,6 +54,8 @@ def coord_check(
     `config.model.base_width` as μP's base; mup's helper seeds torch (seed 0) before the first model.
     Columns: parametrization, width, module, t, l1.
     """
+    if config.threads:
+        torch.set_num_threads(config.threads)  # as `trainer.train.run` does
     tokenizer = build_tokenizer(config.data)
     x, y = build_stream(config, tokenizer).batch(0)
     optim = config.optim.model_copy(update={"learning_rate": lr or config.optim.learning_rate})
@@ -61,7 +63,8 @@ def coord_check(
     for p in parametrizations:
 
         def lazy(width: int, p: str = p):
-            cfg = config.model.model_copy(update={"width": width, "parametrization": p})
+            # validated (not model_copy): a width that n_heads does not divide fails here, by name
+            cfg = ModelConfig.model_validate({**config.model.model_dump(), "width": width, "parametrization": p})
             return lambda: _Logits(build_model(cfg, tokenizer.vocab_size, config.data.seq_len))
 
         df = _get_coord_data(
