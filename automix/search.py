@@ -28,8 +28,9 @@ from automix.samplers import grid_size, make_sampler
 from automix.schedulers import TokenBudget, make_scheduler
 from automix.searcher import FINAL_KEY, TRIAL_KEY, StudySearcher
 from automix.space import SearchSpace, load_space
-from automix.study import open_study_storage, prepare_study
-from automix.tracking import MlflowTrialCallback, Tracker, default_tracking_uri, flatten
+from automix.study import check_study, open_study_storage, prepare_study
+from automix.tracking import MlflowTrialCallback, Tracker, check_tracking_uri, default_tracking_uri, flatten
+from trainer.config import TrainConfig
 from trainer.data import CorpusError, prepare
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _Plan:
     max_tokens: int
     eval_every: int
     cost: Callable[[dict], float] | None = None
+    data_check: TrainConfig | None = None  # the largest trial: the corpora must be able to feed it
 
 
 def _corner(space: SearchSpace, names: tuple[str, ...], pick) -> dict[str, Any]:
@@ -109,13 +111,11 @@ def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, 
                 f"({cost(_corner(space, sized, min)):,.0f} tokens): raise it or shrink epochs/unique_tokens"
             )
         max_tokens = min(max_tokens, cap)
-    # Fail before any trial: corpora readable, U available, auxiliary enough for the largest r·T.
     r_max = _corner(space, ("mix_ratio",), max).get("mix_ratio", space.fixed.get("mix_ratio", base.budget.mix_ratio))
     worst = base.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": r_max})
-    prepare(base.model_copy(update={"budget": worst}))
-    threads = cpu_threads(settings.cpus_per_trial)
-    fn = TrainerObjective(base, space, work / "trials", threads)
-    return _Plan(fn, space, max_tokens, config.eval_every_tokens, cost if cap is not None else None)
+    fn = TrainerObjective(base, space, work / "trials", cpu_threads(settings.cpus_per_trial))
+    cost_fn = cost if cap is not None else None
+    return _Plan(fn, space, max_tokens, config.eval_every_tokens, cost_fn, base.model_copy(update={"budget": worst}))
 
 
 def _ray_init(work_dir: Path, address: str | None) -> bool:
@@ -129,6 +129,16 @@ def _ray_init(work_dir: Path, address: str | None) -> bool:
         kwargs["_temp_dir"] = str(temp_dir)
     ray.init(address=address, **kwargs)
     return True
+
+
+def _make_writable(work: Path) -> None:
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".automix-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write work_dir {work} ({e.strerror}): choose a writable work_dir") from None
 
 
 def _settings(config: StudyConfig | None, overrides: dict[str, Any]) -> SearchConfig:
@@ -176,18 +186,22 @@ def search(
     try:
         plan = _plan(objective, space, config, search_cfg, work, cost)
         storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
-        work.mkdir(parents=True, exist_ok=True)
+        tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
+        check_tracking_uri(tracking_uri)
+        _make_writable(work)
         ot_storage = open_study_storage(storage_url)
-        state = prepare_study(ot_storage, study_name, search_cfg, resume)
+        check_study(ot_storage, study_name, search_cfg, resume, plan.space)
+        if plan.data_check is not None:
+            # Corpora readable, U available, auxiliary enough for the largest r·T; warms the cache.
+            prepare(plan.data_check)
+        state = prepare_study(ot_storage, study_name, search_cfg)
+        experiment = (config.tracking.experiment if config else None) or study_name
+        tracker = Tracker(tracking_uri, experiment, work / "mlartifacts")
     except (ConfigError, CorpusError):
         if created:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
         raise
 
-    tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
-    tracker = Tracker(
-        tracking_uri, (config.tracking.experiment if config else None) or study_name, work / "mlartifacts"
-    )
     if resume:
         tracker.close_stale_runs()
     tags = {"sampler": search_cfg.sampler, "scheduler": search_cfg.scheduler, "study": study_name}

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from automix.config import ConfigError, SearchConfig
 from automix.results import trained
+from automix.space import SearchSpace
 
 INVOCATION_ATTR = "automix:invocations"
 
@@ -26,22 +27,38 @@ class StudyState:
 
 def open_study_storage(url: str) -> BaseStorage:
     """An SQLAlchemy URL (sqlite, PostgreSQL, ...) or a journal file path (`*.log`, `journal:PATH`)."""
-    if url.startswith("journal:") or url.endswith(".log"):
-        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    # sqlite under parallel writers: wait for the lock instead of failing with "database is locked".
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return RDBStorage(url, engine_kwargs=engine_kwargs)
+    try:
+        if url.startswith("journal:") or url.endswith(".log"):
+            return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        # sqlite under parallel writers: wait for the lock instead of failing with "database is locked".
+        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors all mean "can't open it"
+        reason = str(e).splitlines()[0][:200]
+        raise ConfigError(f"cannot open the Optuna storage {url} ({reason}): check the URL and the server") from None
 
 
-def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, resume: bool) -> StudyState:
-    """Create or load the study and return how many trials are still to train.
+def _check_same_space(study: optuna.Study, space: SearchSpace) -> None:
+    """Every trial that was asked for params must have been asked over exactly this space."""
+    for trial in study.trials:
+        if trial.distributions and trial.distributions != space.distributions:
+            raise ConfigError(
+                f"study '{study.study_name}' was searched over another space (trial {trial.number}: "
+                f"{sorted(trial.distributions)}): resume with the same space, or use a new study name"
+            )
 
-    A new search refuses a study that already has trials (it would mix two searches) and enqueues
-    the configured known points. A resumed one keeps finished trials, marks trials left RUNNING by
-    a crash as FAIL and re-queues their params, so the study reaches `n_trials` trained trials.
+
+def check_study(storage: BaseStorage, name: str, settings: SearchConfig, resume: bool, space: SearchSpace) -> None:
+    """Refuse, without writing anything, a study this search must not touch.
+
+    A new search refuses a study that already has trials (it would mix two searches); a resumed one
+    must have the same directions and search space.
     """
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return
     directions = ["minimize" if m == "min" else "maximize" for m in settings.modes]
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study '{name}' exists with other directions: use another study name or work_dir")
     if study.trials and not resume:
@@ -49,6 +66,18 @@ def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, resum
             f"study '{name}' already has {len(study.trials)} trials in this work directory: "
             "pass --resume to continue it, or set another study name or work_dir"
         )
+    _check_same_space(study, space)
+
+
+def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig) -> StudyState:
+    """Create or load the study (after `check_study`) and return how many trials are still to train.
+
+    A new study gets the configured known points enqueued. A resumed one keeps finished trials,
+    marks trials left RUNNING by a crash as FAIL and re-queues their params, so the study reaches
+    `n_trials` trained trials.
+    """
+    directions = ["minimize" if m == "min" else "maximize" for m in settings.modes]
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
     if not study.trials:
         for params in settings.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)

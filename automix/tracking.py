@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from automix.config import ConfigError
 from automix.searcher import FINAL_KEY, TRIAL_KEY
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,21 @@ PARENT_TAG = "mlflow.parentRunId"
 def default_tracking_uri(work_dir: Path) -> str:
     """Embedded sqlite store in the work directory (MLflow 3 refuses a bare ./mlruns file store)."""
     return f"sqlite:///{work_dir / 'mlflow.db'}"
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a tracking server that does not answer (MLflow's own client retries for minutes)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            response.read()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ConfigError(
+            f"MLflow tracking server {uri} does not answer ({reason}): start it, or unset tracking.uri "
+            "to track in the work directory"
+        ) from None
 
 
 def _safe(method):

@@ -1,4 +1,4 @@
-"""Fixtures for the data tests: tiny corpora written to tmp_path, and the shared real corpora."""
+"""Fixtures: tiny corpora written to tmp_path, the shared real corpora, and a study config on the tiny ones."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from trainer.config import TrainConfig
 
@@ -101,3 +102,28 @@ def shared_data() -> Path:
     if not (path / "ar" / "valid.txt").exists():
         pytest.skip(f"shared corpora not found at {path}")
     return path
+
+
+@pytest.fixture
+def study_yaml(tmp_path: Path, tiny):
+    def write(**sections) -> Path:
+        raw = {
+            "study": "t",
+            "work_dir": str(tmp_path / "work"),
+            "data": {
+                "target": str(tiny.target),
+                "target_valid": str(tiny.target_valid),
+                "auxiliary": str(tiny.auxiliary),
+                "aux_valid": str(tiny.aux_valid),
+                "seq_len": 16,
+            },
+            "budget": {"unique_tokens": 2000},
+            "search": {"space": "paper", "n_trials": 2},
+        }
+        for key, value in sections.items():
+            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+        path = tmp_path / "study.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write

@@ -4,36 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import yaml
-
 from automix.cli import main
 from automix.config import load_config
-
-
-@pytest.fixture
-def study_yaml(tmp_path: Path, tiny):
-    def write(**sections) -> Path:
-        raw = {
-            "study": "t",
-            "work_dir": str(tmp_path / "work"),
-            "data": {
-                "target": str(tiny.target),
-                "target_valid": str(tiny.target_valid),
-                "auxiliary": str(tiny.auxiliary),
-                "aux_valid": str(tiny.aux_valid),
-                "seq_len": 16,
-            },
-            "budget": {"unique_tokens": 2000},
-            "search": {"space": "paper", "n_trials": 2},
-        }
-        for key, value in sections.items():
-            raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-        path = tmp_path / "study.yaml"
-        path.write_text(yaml.safe_dump(raw))
-        return path
-
-    return write
 
 
 def _fails(capsys, args, *needles) -> str:

@@ -48,7 +48,7 @@ def _tags(rows: np.ndarray, tag: str) -> set[str]:
 # ---------------------------------------------------------------- stream semantics
 
 
-@pytest.mark.parametrize(("epochs", "mix_ratio"), [(1, 0), (2.5, 0.25), (4, 0.5), (0.4, 0.8)])
+@pytest.mark.parametrize(("epochs", "mix_ratio"), [(1, 0), (2.5, 0.25), (4, 0.5), (1.4, 0.8)])
 def test_counts_match_budget(make_cfg, epochs, mix_ratio):
     cfg = make_cfg(epochs=epochs, mix_ratio=mix_ratio)
     stream = build_stream(cfg)

@@ -94,6 +94,8 @@ class BudgetConfig(_Strict):
     def _fixed_needs_tokens(self) -> BudgetConfig:
         if self.mode == "fixed_tokens" and self.train_tokens is None:
             raise ValueError("budget.mode fixed_tokens needs budget.train_tokens")
+        if self.mode == "epochs" and self.epochs < 1:
+            raise ValueError(f"budget.epochs {self.epochs} is below 1: every target token is seen at least once")
         return self
 
     @property
