@@ -45,6 +45,7 @@ class SearchConfig(_Strict):
     max_total_tokens: int | None = Field(None, ge=1, description="stop the search after this many tokens")
     time_budget_s: float | None = Field(None, gt=0, description="stop the search after this wall time")
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known configs to try first")
+    trial_retries: int = Field(0, ge=0, description="Ray restarts of a failed trial; it resumes from its checkpoint")
 
     @model_validator(mode="after")
     def _metric_mode_shapes(self) -> SearchConfig:
@@ -81,6 +82,7 @@ class StudyConfig(_Strict):
     budget: BudgetConfig
     seed: int = 0
     eval_every_tokens: int = Field(200_000, ge=1)
+    checkpoint_every_tokens: int | None = Field(1_000_000, ge=1, description="trial checkpoint cadence")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -91,7 +93,8 @@ class StudyConfig(_Strict):
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
-        fields = self.model_dump(include={"data", "model", "optim", "budget", "seed", "eval_every_tokens", "device"})
+        shared = {"data", "model", "optim", "budget", "seed", "eval_every_tokens", "checkpoint_every_tokens", "device"}
+        fields = self.model_dump(include=shared)
         return TrainConfig.model_validate(fields)
 
 

@@ -21,10 +21,15 @@ Objective = Callable[[dict[str, Any], "Reporter"], dict[str, float]]
 
 
 class Reporter:
-    """Callable handed to objectives: forwards metrics to `sink` and remembers the last ones."""
+    """Callable handed to objectives: forwards metrics to `sink` and remembers the last ones.
 
-    def __init__(self, trial_number: int | None, sink: Callable[[dict], Any]):
+    `trial_number` is the Optuna trial's; `requeued_from` the number of the crashed trial this one
+    re-runs (its checkpoint can be continued), or None.
+    """
+
+    def __init__(self, trial_number: int | None, sink: Callable[[dict], Any], requeued_from: int | None = None):
         self.trial_number = trial_number
+        self.requeued_from = requeued_from
         self.last: dict[str, float] = {}
         self._sink = sink
 
@@ -42,17 +47,21 @@ class TrainerObjective:
         self.trials_dir = Path(trials_dir)
         self.threads = threads
 
-    def config_for(self, params: dict[str, Any], trial_number: int | None = None) -> TrainConfig:
-        """The trainer config of one trial: space params applied, checkpoint dir and threads set."""
+    def config_for(
+        self, params: dict[str, Any], trial_number: int | None = None, requeued_from: int | None = None
+    ) -> TrainConfig:
+        """The trainer config of one trial: space params applied, checkpoint dirs and threads set."""
         config = self.space.apply(params, self.base)
         updates: dict[str, Any] = {"threads": self.threads or config.threads}
         if trial_number is not None:
             updates["out_dir"] = str(self.trials_dir / f"{trial_number:04d}")
+        if requeued_from is not None:
+            updates["resume_from"] = str(self.trials_dir / f"{requeued_from:04d}")
         return config.model_copy(update=updates)
 
     def __call__(self, params: dict[str, Any], report: Reporter) -> dict[str, float]:
-        result = run(self.config_for(params, report.trial_number), report=report)
-        return result.metrics
+        config = self.config_for(params, report.trial_number, report.requeued_from)
+        return run(config, report=report).metrics
 
 
 def cpu_threads(cpus_per_trial: float) -> int:

@@ -26,7 +26,7 @@ from automix.progress import ProgressCallback
 from automix.results import SearchResult, collect
 from automix.samplers import grid_size, make_sampler
 from automix.schedulers import TokenBudget, make_scheduler
-from automix.searcher import FINAL_KEY, TRIAL_KEY, StudySearcher
+from automix.searcher import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, StudySearcher
 from automix.space import SearchSpace, load_space
 from automix.study import check_study, open_study_storage, prepare_study
 from automix.tracking import MlflowTrialCallback, Tracker, check_tracking_uri, default_tracking_uri, flatten
@@ -54,8 +54,8 @@ def make_trainable(objective: Objective):
     _ship_by_value(objective)
 
     def trainable(config: dict[str, Any]) -> None:
-        params = {k: v for k, v in config.items() if k != TRIAL_KEY}
-        reporter = Reporter(config.get(TRIAL_KEY), sink=tune.report)
+        params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, REQUEUED_KEY)}
+        reporter = Reporter(config.get(TRIAL_KEY), sink=tune.report, requeued_from=config.get(REQUEUED_KEY))
         final = objective(params, reporter)
         # The final result carries FINAL_KEY: how the searcher tells "finished" from "stopped".
         tune.report({**reporter.last, **final, FINAL_KEY: 1.0})
@@ -244,6 +244,7 @@ def search(
                     name=f"{study_name}-{state.invocation}",
                     storage_path=str(work / "ray"),
                     stop=budget,
+                    failure_config=tune.FailureConfig(max_failures=search_cfg.trial_retries),
                     callbacks=[mlflow_cb, ProgressCallback(search_cfg.metrics[0], state.remaining, verbose)],
                     verbose=0,
                 ),

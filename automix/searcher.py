@@ -8,7 +8,7 @@ at Ray's iteration count. This adapter:
   value is not finite;
 - reports intermediate values at step = tokens, the axis schedulers compare trials on;
 - tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
-  carry the same number as the study;
+  carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
 - stores each trial's cost (`tokens`, `wall_time_s`) as Optuna user attributes;
 - enforces a per-trial cost cap before training: an over-budget suggestion gets a positive
   `train_tokens` constraint (`Trial.set_constraint`, so constraint-aware samplers learn to avoid
@@ -27,6 +27,7 @@ from ray import cloudpickle
 from ray.tune.search.optuna import OptunaSearch
 
 TRIAL_KEY = "__automix_trial"
+REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
 FINAL_KEY = "automix_final"
 COST_KEYS = ("tokens", "wall_time_s")
 MAX_REJECTIONS = 1000
@@ -78,7 +79,9 @@ class StudySearcher(OptunaSearch):
             self._ot_study.sampler = sampler
         if params is None:
             return None
-        return {**params, TRIAL_KEY: self._ot_trials[trial_id].number}
+        ot_trial = self._ot_trials[trial_id]
+        origin = ot_trial.user_attrs.get("requeued_from")
+        return {**params, TRIAL_KEY: ot_trial.number, **({REQUEUED_KEY: origin} if origin is not None else {})}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get(FINAL_KEY):

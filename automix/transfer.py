@@ -115,7 +115,8 @@ def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
         raise ConfigError(f"no search of study '{study}' tracked in {uri}: pass --config CONFIG instead")
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(runs[0].info.run_id, "config.json", tmp)
-        return StudyConfig.model_validate(json.loads(Path(path).read_text()))
+        # the directory the study was found in wins over the one recorded (a moved or copied study)
+        return StudyConfig.model_validate({**json.loads(Path(path).read_text()), "work_dir": str(work_dir)})
 
 
 def source_trial(config: StudyConfig, trial: int | None = None) -> FrozenTrial:

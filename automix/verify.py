@@ -53,7 +53,8 @@ def verify_transfer(
 ) -> VerifyResult:
     """LR × width sweep (μP and SP), then WD × width (μP, at the best base-width lr).
 
-    base_width is the smallest width, where μP and SP are the same model. Runs
+    base_width is the smallest width, where μP and SP share every multiplier (they differ only in
+    μP's zero-initialised readout and queries). Runs
     `config.search.concurrency` trainings at once, one thread each. Writes `verify_transfer.json`
     (every loss) and `verify_transfer.png` (loss vs lr and wd per width) to `WORK/verify_transfer/`.
     Workers are spawned, so a script calling this needs the `if __name__ == "__main__":` guard.

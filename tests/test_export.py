@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from automix.cli import main
-from trainer.checkpoint import load_checkpoint, load_optimizer, save_checkpoint
+from trainer.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from trainer.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from trainer.export import export, hf_tokenizer, resolve_checkpoint
 from trainer.model import build_model, build_optimizer
@@ -94,6 +94,7 @@ def test_reload_keeps_mup_shapes_and_gives_the_identical_next_step(tmp_path):
     torch.manual_seed(0)
     model = build_model(config.model, 257, 32)
     opt = build_optimizer(model, config.optim)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     batches = [torch.randint(0, 257, (4, 33)) for _ in range(4)]
 
     def step(m, o, batch) -> float:
@@ -105,15 +106,18 @@ def test_reload_keeps_mup_shapes_and_gives_the_identical_next_step(tmp_path):
 
     for batch in batches[:2]:
         step(model, opt, batch)
-    path = save_checkpoint(tmp_path, model, config, ByteTokenizer(), optimizer=opt)
-    reloaded, reloaded_config = load_checkpoint(path)
-    reloaded_opt = load_optimizer(path, reloaded, reloaded_config)
+    path = save_checkpoint(tmp_path, model, config, ByteTokenizer())
+    save_state(tmp_path, config, model, opt, sched, {"step": 2})
 
+    reloaded, reloaded_config = load_checkpoint(path)
     assert reloaded.blocks[0].fc.weight.infshape.width_mult() == pytest.approx(4)
     assert reloaded.lm_head.width_mult() == pytest.approx(4)
+    for a, b in zip(reloaded.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)  # no μP rescaling on reload
+    reloaded_opt = build_optimizer(reloaded, reloaded_config.optim)
+    reloaded_sched = torch.optim.lr_scheduler.LambdaLR(reloaded_opt, lambda step: 1.0)
+    assert load_state(tmp_path, reloaded_config, reloaded, reloaded_opt, reloaded_sched) == {"step": 2}
     assert [g["lr"] for g in reloaded_opt.param_groups] == [g["lr"] for g in opt.param_groups]
     # Adam's moments came back too: the next update, and the loss after it, are bitwise the same.
     assert step(reloaded, reloaded_opt, batches[2]) == step(model, opt, batches[2])
     assert step(reloaded, reloaded_opt, batches[3]) == step(model, opt, batches[3])
-    with pytest.raises(KeyError, match="no optimiser state"):
-        load_optimizer(save_checkpoint(tmp_path / "bare", model, config, ByteTokenizer()), reloaded, config)

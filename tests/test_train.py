@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_datasets
-from trainer.train import StopTraining, run, wsd_schedule
+from trainer.train import StopTraining, TrainingDiverged, run, wsd_schedule
 
 
 @pytest.fixture
@@ -81,3 +82,60 @@ def test_checkpoint_reload_reproduces_the_final_loss(small, tmp_path):
     assert hasattr(model.blocks[0].fc.weight, "infshape")  # μP shapes back, params not rescaled
     loss = validation_loss(model, load_datasets(cfg).target_valid, 64, nullcontext)
     assert loss == pytest.approx(result.metrics["target_val_loss"], abs=1e-6)
+
+
+class Crash(Exception):
+    """Stands in for a killed process: raised from the report callback mid-run."""
+
+
+def _crash_at(n):
+    calls = []
+
+    def report(metrics):
+        calls.append(metrics)
+        if len(calls) == n:
+            raise Crash
+
+    return report
+
+
+def test_resumed_run_has_the_uninterrupted_loss_curve(small, tmp_path):
+    full = run(small(out_dir=str(tmp_path / "a"), checkpoint_every_tokens=1000))
+    cfg = small(out_dir=str(tmp_path / "b"), checkpoint_every_tokens=1000)
+    with pytest.raises(Crash):
+        run(cfg, report=_crash_at(3))
+    assert (tmp_path / "b" / "state.pt").is_file() and not (tmp_path / "b" / "result.json").exists()
+    resumed = run(cfg)
+
+    def curve(result):
+        return np.array([(h["tokens"], h["target_val_loss"], h["train_loss"]) for h in result.history])
+
+    np.testing.assert_allclose(curve(resumed), curve(full), rtol=1e-6)
+    assert not (tmp_path / "b" / "state.pt").exists()  # a finished run keeps its result, not its state
+
+
+def test_requeued_run_continues_from_the_interrupted_one(small, tmp_path):
+    full = run(small())
+    with pytest.raises(Crash):
+        run(small(out_dir=str(tmp_path / "0003"), checkpoint_every_tokens=1000), report=_crash_at(2))
+    seen = []
+    requeued = run(small(out_dir=str(tmp_path / "0007"), resume_from=str(tmp_path / "0003")), report=seen.append)
+    assert seen[0]["tokens"] > full.history[0]["tokens"]  # it did not start from scratch
+    assert requeued.metrics["target_val_loss"] == pytest.approx(full.metrics["target_val_loss"])
+
+
+def test_finished_run_is_not_trained_twice(small, tmp_path):
+    first = run(small(out_dir=str(tmp_path / "r")))
+    seen = []
+    again = run(small(out_dir=str(tmp_path / "s"), resume_from=str(tmp_path / "r")), report=seen.append)
+    assert seen == [] and again.metrics == first.metrics and again.history == first.history
+    other_seed = run(small(out_dir=str(tmp_path / "r"), seed=5), report=seen.append)
+    assert seen and other_seed.metrics != first.metrics  # another run's result is never reused
+
+
+def test_divergence_stops_the_run_early(small):
+    cfg = small()
+    cfg = cfg.model_copy(update={"optim": cfg.optim.model_copy(update={"learning_rate": 30.0, "grad_clip": 0.0})})
+    with pytest.raises(TrainingDiverged) as err:
+        run(cfg)
+    assert "spiked" in str(err.value) or "inf" in str(err.value) or "nan" in str(err.value)

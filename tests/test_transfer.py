@@ -129,6 +129,9 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
     tracker = Tracker(default_tracking_uri(config.work_path), "tiny")
     tracker.log_dict(tracker.start_parent("search-tiny", {}, {}), config.model_dump(), "config.json")
     assert study_config_from_tracking("tiny", config.work_path) == config
+    moved = tmp_path / "moved"
+    config.work_path.rename(moved)
+    assert study_config_from_tracking("tiny", moved).work_path == moved
 
 
 def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):

@@ -124,4 +124,11 @@ class TrainConfig(_Strict):
     eval_every_tokens: int = Field(200_000, ge=1, description="fixed token marks keep trials comparable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch threads; default: the trial's CPU share")
-    out_dir: str | None = Field(None, description="where the final checkpoint goes; none: not saved")
+    out_dir: str | None = Field(None, description="checkpoints and the final model; none: nothing saved")
+    checkpoint_every_tokens: int | None = Field(
+        1_000_000, ge=1, description="save the training state this often (needs out_dir); none: only at the end"
+    )
+    resume_from: str | None = Field(None, description="another run's out_dir to continue from (a re-queued trial)")
+    divergence_factor: float = Field(
+        2.0, gt=1, description="stop as diverged when the smoothed train loss exceeds this × its best"
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.checkpoint import save_checkpoint
+from trainer.checkpoint import load_result, load_state, save_checkpoint, save_result, save_state
 from trainer.config import TrainConfig
 from trainer.data import Datasets, load_datasets
 from trainer.evaluate import MCSuite, validation_loss
@@ -31,7 +31,7 @@ class StopTraining(Exception):
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or spiked far above its best."""
 
 
 @dataclass
@@ -87,8 +87,57 @@ def _mc_suite(config: TrainConfig, data: Datasets) -> MCSuite | None:
     return MCSuite.from_paths(d.eval_sets, d.aux_eval_sets, data.tokenizer, d.seq_len, d.eval_items)
 
 
+def _fresh_progress(config: TrainConfig) -> dict:
+    """Counters of a run from its first step; saved in `state.pt` so a resumed run continues them."""
+    return {
+        "step": 0,
+        "tokens": 0,
+        "next_eval": config.eval_every_tokens,
+        "next_checkpoint": config.checkpoint_every_tokens or 0,
+        "loss_sum": 0.0,
+        "batches": 0,
+        "ema": None,
+        "best_ema": math.inf,
+        "elapsed": 0.0,
+        "history": [],
+    }
+
+
+def _check_divergence(progress: dict, loss_value: float, warmup: int, factor: float) -> None:
+    """Stop a run whose loss is non-finite or has spiked well above its best, before it wastes its budget."""
+    step = progress["step"]
+    if not math.isfinite(loss_value):
+        raise TrainingDiverged(f"training loss is {loss_value} at step {step} ({progress['tokens']} tokens)")
+    ema = loss_value if progress["ema"] is None else 0.9 * progress["ema"] + 0.1 * loss_value
+    progress["ema"] = ema
+    if step >= warmup:
+        if ema > factor * progress["best_ema"]:
+            raise TrainingDiverged(
+                f"training loss spiked to {ema:.3f}, {factor:g}× its best {progress['best_ema']:.3f}, "
+                f"at step {step} ({progress['tokens']} tokens)"
+            )
+        progress["best_ema"] = min(progress["best_ema"], ema)
+
+
+def _finished(config: TrainConfig) -> RunResult | None:
+    """The saved result of this very run (in out_dir or the run it resumes), so it is not trained twice."""
+    for directory in (Path(d) for d in (config.out_dir, config.resume_from) if d):
+        saved = load_result(directory, config)
+        if saved is not None:
+            model = directory / "model.pt"
+            return RunResult(saved["metrics"], saved["history"], str(model) if model.is_file() else None)
+    return None
+
+
 def run(config: TrainConfig, report: Report | None = None) -> RunResult:
-    """Train one model as `config` says; see the module docstring for the `report` contract."""
+    """Train one model as `config` says; see the module docstring for the `report` contract.
+
+    With `out_dir`, the training state is checkpointed every `checkpoint_every_tokens`; a run that
+    finds its own state (in `out_dir`, or in `resume_from`) continues from it with the loss curve
+    it would have had, and a run that finds its own finished result returns it without training.
+    """
+    if (done := _finished(config)) is not None:
+        return done
     device = pick_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -104,38 +153,44 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
     lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    progress = _fresh_progress(config)
+    for directory in (Path(d) for d in (config.out_dir, config.resume_from) if d):
+        if (loaded := load_state(directory, config, model, optimizer, scheduler)) is not None:
+            progress = loaded
+            break
 
-    history: list[dict[str, float]] = []
-    tokens, next_eval, train_loss_sum, train_batches = 0, config.eval_every_tokens, 0.0, 0
     stopped = False
-    start = time.perf_counter()
+    start = time.perf_counter() - progress["elapsed"]
     model.train()
-    for step in range(n_steps):
+    while progress["step"] < n_steps:
+        step = progress["step"]
         x, y = (t.to(device, non_blocking=True) for t in data.stream.batch(step))
         with autocast():
             _, loss = model(x, y)
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"training loss is {loss_value} at step {step} ({tokens} tokens)")
+        _check_divergence(progress, loss_value, warmup, config.divergence_factor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
         scheduler.step()
-        tokens += x.numel()
-        train_loss_sum += loss_value
-        train_batches += 1
-        if tokens < next_eval and step < n_steps - 1:
+        progress["step"] = step + 1
+        progress["tokens"] += x.numel()
+        progress["loss_sum"] += loss_value
+        progress["batches"] += 1
+        tokens = progress["tokens"]
+        if tokens < progress["next_eval"] and step < n_steps - 1:
             continue
-        next_eval = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
+        progress["next_eval"] = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
         model.eval()
         metrics = {
             "tokens": tokens,
             "step": step + 1,
             "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
             "lr": config.optim.learning_rate * lr_factor(step),
-            "train_loss": train_loss_sum / train_batches,
+            "train_loss": progress["loss_sum"] / progress["batches"],
             # Multiple choice costs several validation passes: every evaluation only if asked.
             **_evaluate(
                 model,
@@ -148,8 +203,8 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         }
         metrics["tokens_per_s"] = tokens / metrics["wall_time_s"]
         model.train()
-        train_loss_sum, train_batches = 0.0, 0
-        history.append(metrics)
+        progress["loss_sum"], progress["batches"] = 0.0, 0
+        progress["history"].append(metrics)
         if report is not None:
             try:
                 stopped = bool(report(metrics))
@@ -157,12 +212,19 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
                 stopped = True
             if stopped:
                 break
+        if out_dir and config.checkpoint_every_tokens and tokens >= progress["next_checkpoint"] and step < n_steps - 1:
+            progress["next_checkpoint"] = tokens + config.checkpoint_every_tokens
+            progress["elapsed"] = time.perf_counter() - start
+            save_state(out_dir, config, model, optimizer, scheduler, progress)
 
+    history = progress["history"]
     final = dict(history[-1])
     if mc is not None and stopped and not config.data.mc_every_eval:
         model.eval()  # a run stopped early is still scored on its final model
         final.update(mc.evaluate(model, config.optim.batch_size * 4, autocast))
     checkpoint = None
-    if config.out_dir:
-        checkpoint = str(save_checkpoint(Path(config.out_dir), model, config, data.tokenizer))
+    if out_dir:
+        checkpoint = str(save_checkpoint(out_dir, model, config, data.tokenizer))
+        if not stopped:
+            save_result(out_dir, config, final, history)
     return RunResult(metrics=final, history=history, checkpoint_path=checkpoint, stopped_early=stopped)
