@@ -49,7 +49,12 @@ class ProgressCallback(Callback):
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._line(trial, "COMPLETE" if (trial.last_result or {}).get(FINAL_KEY) else "PRUNED")
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        if not result.get(FINAL_KEY):
+            self._line(trial, "PRUNED")
+        else:
+            self._line(trial, "COMPLETE" if isinstance(value, int | float) and math.isfinite(value) else "FAIL")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, "FAIL")

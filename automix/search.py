@@ -26,7 +26,7 @@ from automix.progress import ProgressCallback
 from automix.results import SearchResult, collect
 from automix.samplers import grid_size, make_sampler
 from automix.schedulers import TokenBudget, make_scheduler
-from automix.searcher import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, StudySearcher
+from automix.searcher import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, FailureCallback, StudySearcher
 from automix.space import SearchSpace, load_space
 from automix.study import check_study, open_study_storage, prepare_study
 from automix.tracking import MlflowTrialCallback, Tracker, check_tracking_uri, default_tracking_uri, flatten
@@ -211,7 +211,7 @@ def search(
     )
     if config is not None:
         tracker.log_dict(parent_id, config.model_dump(), "config.json")
-    mlflow_cb = MlflowTrialCallback(tracker, tags)
+    mlflow_cb = MlflowTrialCallback(tracker, tags, search_cfg.metrics)
 
     searcher = StudySearcher(
         space=plan.space.distributions,
@@ -245,7 +245,11 @@ def search(
                     storage_path=str(work / "ray"),
                     stop=budget,
                     failure_config=tune.FailureConfig(max_failures=search_cfg.trial_retries),
-                    callbacks=[mlflow_cb, ProgressCallback(search_cfg.metrics[0], state.remaining, verbose)],
+                    callbacks=[
+                        FailureCallback(searcher),
+                        mlflow_cb,
+                        ProgressCallback(search_cfg.metrics[0], state.remaining, verbose),
+                    ],
                     verbose=0,
                 ),
             )
@@ -255,6 +259,7 @@ def search(
         status = "KILLED"
         raise
     finally:
+        searcher.flush_failures()
         if started_ray:
             ray.shutdown()
         result = collect(

@@ -20,10 +20,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray import cloudpickle
+from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
 TRIAL_KEY = "__automix_trial"
@@ -33,6 +35,26 @@ COST_KEYS = ("tokens", "wall_time_s")
 MAX_REJECTIONS = 1000
 
 log = logging.getLogger(__name__)
+
+
+def error_reason(trial) -> str | None:
+    """The last line of a failed Ray trial's traceback: the exception and its message."""
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    except OSError:
+        return None
+    return lines[-1].strip() if lines else None
+
+
+class FailureCallback(Callback):
+    """Hands a failed trial's exception to the searcher, which records it as the FAIL reason."""
+
+    def __init__(self, searcher: StudySearcher):
+        self.searcher = searcher
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.searcher.record_failure(trial.trial_id, error_reason(trial))
 
 
 class StudySearcher(OptunaSearch):
@@ -45,6 +67,7 @@ class StudySearcher(OptunaSearch):
         super().__init__(*args, **kw)
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
+        self._failed: dict = {}  # Ray trial id -> Optuna trial awaiting its failure reason
 
     def save(self, checkpoint_path: str) -> None:
         # cloudpickle: the cost function may be a closure or lambda, which plain pickle refuses.
@@ -83,6 +106,20 @@ class StudySearcher(OptunaSearch):
         origin = ot_trial.user_attrs.get("requeued_from")
         return {**params, TRIAL_KEY: ot_trial.number, **({REQUEUED_KEY: origin} if origin is not None else {})}
 
+    def record_failure(self, trial_id: str, reason: str | None) -> None:
+        """Close a failed trial as FAIL with why it failed (called by `FailureCallback`)."""
+        ot_trial = self._failed.pop(trial_id, None)
+        if ot_trial is None:
+            return
+        if reason:
+            ot_trial.set_user_attr("fail_reason", reason[:1000])
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+
+    def flush_failures(self) -> None:
+        """FAIL every failed trial still waiting for a reason (the search is ending)."""
+        for trial_id in list(self._failed):
+            self.record_failure(trial_id, None)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get(FINAL_KEY):
             return  # multi-objective studies keep no intermediate values; the final one is told
@@ -101,7 +138,11 @@ class StudySearcher(OptunaSearch):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [result.get(m) for m in metrics]
         finite = all(v is not None and math.isfinite(v) for v in values)
-        if error or (result.get(FINAL_KEY) and not finite):
+        if error:
+            # Ray tells the searcher before its callbacks, which know the exception: wait for it.
+            self._failed[trial_id] = ot_trial
+        elif result.get(FINAL_KEY) and not finite:
+            ot_trial.set_user_attr("fail_reason", f"non-finite {metrics}: {values}")
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif result.get(FINAL_KEY):
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])

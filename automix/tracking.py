@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from automix.config import ConfigError
-from automix.searcher import FINAL_KEY, TRIAL_KEY
+from automix.searcher import FINAL_KEY, TRIAL_KEY, error_reason
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -147,9 +147,10 @@ class Tracker:
 class MlflowTrialCallback(Callback):
     """Ray Tune callback: a child run per trial, metrics per evaluation at step = tokens."""
 
-    def __init__(self, tracker: Tracker, tags: dict[str, str]):
+    def __init__(self, tracker: Tracker, tags: dict[str, str], metrics: list[str]):
         self.tracker = tracker
         self.tags = tags
+        self.metrics = metrics
         self.run_ids: dict[int, str] = {}  # Optuna trial number -> MLflow run id
         self._by_ray_id: dict[str, int] = {}
         self._logged: dict[str, dict] = {}  # run id -> metrics last logged
@@ -174,13 +175,21 @@ class MlflowTrialCallback(Callback):
 
     @_safe
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(trial, "COMPLETE" if (trial.last_result or {}).get(FINAL_KEY) else "PRUNED")
+        result = trial.last_result or {}
+        if not result.get(FINAL_KEY):
+            self._finish(trial, "PRUNED")
+            return
+        values = [result.get(m) for m in self.metrics]
+        if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            self._finish(trial, "COMPLETE")
+        else:  # the searcher records it FAIL too
+            self._finish(trial, "FAIL", f"non-finite {self.metrics}: {values}")
 
     @_safe
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "FAIL")
+        self._finish(trial, "FAIL", error_reason(trial))
 
-    def _finish(self, trial, state: str) -> None:
+    def _finish(self, trial, state: str, reason: str | None = None) -> None:
         run_id = self.run_ids.get(self._by_ray_id.get(trial.trial_id, -1))
         if run_id is None:
             return
@@ -191,7 +200,7 @@ class MlflowTrialCallback(Callback):
             new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
             self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
         status = "FAILED" if state == "FAIL" else "FINISHED"
-        self.tracker.end(run_id, status, tags={"state": state})
+        self.tracker.end(run_id, status, tags={"state": state, **({"fail_reason": reason[:5000]} if reason else {})})
 
 
 def _trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
