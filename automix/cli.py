@@ -27,7 +27,7 @@ def _search(args: argparse.Namespace) -> int:
     from automix.search import search
 
     config = load_config(args.config, args.overrides)
-    result = search(config, resume=args.resume, address=args.address, storage=args.storage)
+    result = search(config, resume=args.resume, join=args.join, address=args.address, storage=args.storage)
     best = json.loads((result.work_dir / "best.json").read_text())
     print_summary(result.trials, best, config.search.metric)
     print(f"study {result.study_name}: {result.storage_url}")
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the study in the same work directory")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://HOST:10001)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the work directory)")
+    p.add_argument("--join", action="store_true", help="run alongside other drivers of the same study")
     p.set_defaults(func=_search)
 
     p = sub.add_parser("train", help="one training run with the config's own values (no search)")

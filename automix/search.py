@@ -158,6 +158,7 @@ def search(
     tracking_uri: str | None = None,
     address: str | None = None,
     resume: bool = False,
+    join: bool = False,
     verbose: bool = True,
     cost: Callable[[dict], float] | None = None,
     **settings: Any,
@@ -170,9 +171,10 @@ def search(
     mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` is an Optuna
     storage URL (default: sqlite in the work directory), `tracking_uri` an MLflow URI (default:
     sqlite in the work directory), `address` a Ray cluster to join. `resume=True` continues the
-    study. `cost(params)` gives a custom objective's training tokens, for `max_train_tokens` (the
-    built-in objective computes T = E·U/(1-r) itself). Bad input raises `ConfigError` or
-    `CorpusError` before anything is written.
+    study; `join=True` runs alongside other drivers of the same study (a journal file or a database
+    storage, not sqlite), which together stop at `n_trials`. `cost(params)` gives a custom
+    objective's training tokens, for `max_train_tokens` (the built-in objective computes
+    T = E·U/(1-r) itself). Bad input raises `ConfigError` or `CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -190,11 +192,16 @@ def search(
         check_tracking_uri(tracking_uri)
         _make_writable(work)
         ot_storage = open_study_storage(storage_url)
-        check_study(ot_storage, study_name, search_cfg, resume, plan.space)
+        if join and storage_url.startswith("sqlite"):
+            raise ConfigError(
+                "several drivers must not share a sqlite study: give --storage journal:PATH (one machine) "
+                "or a database URL such as postgresql://HOST/DB"
+            )
+        check_study(ot_storage, study_name, search_cfg, resume, plan.space, join)
         if plan.data_check is not None:
             # Corpora readable, U available, auxiliary enough for the largest r·T; warms the cache.
             prepare(plan.data_check)
-        state = prepare_study(ot_storage, study_name, search_cfg)
+        state = prepare_study(ot_storage, study_name, search_cfg, join)
         experiment = (config.tracking.experiment if config else None) or study_name
         tracker = Tracker(tracking_uri, experiment, work / "mlartifacts")
     except (ConfigError, CorpusError):
@@ -202,7 +209,7 @@ def search(
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
         raise
 
-    if resume:
+    if resume and not join:
         tracker.close_stale_runs()
     tags = {"sampler": search_cfg.sampler, "scheduler": search_cfg.scheduler, "study": study_name}
     params = flatten(config.model_dump()) if config else {"space": plan.space.source}
@@ -222,6 +229,7 @@ def search(
         storage=ot_storage,
         cost=plan.cost,
         max_cost=search_cfg.max_train_tokens,
+        target=search_cfg.n_trials,
     )
     budget = TokenBudget(search_cfg.max_total_tokens, already_spent=state.tokens_spent)
     started_ray = _ray_init(work, address)

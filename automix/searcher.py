@@ -26,6 +26,7 @@ from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune import Callback
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 TRIAL_KEY = "__automix_trial"
@@ -63,8 +64,16 @@ class StudySearcher(OptunaSearch):
     `cost(params)` gives a suggestion's training tokens; suggestions above `max_cost` are rejected.
     """
 
-    def __init__(self, *args, cost: Callable[[dict], float] | None = None, max_cost: float | None = None, **kw):
+    def __init__(
+        self,
+        *args,
+        cost: Callable[[dict], float] | None = None,
+        max_cost: float | None = None,
+        target: int | None = None,
+        **kw,
+    ):
         super().__init__(*args, **kw)
+        self._target = target  # trained + running trials the study should reach, across all drivers
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
         self._failed: dict = {}  # Ray trial id -> Optuna trial awaiting its failure reason
@@ -79,7 +88,18 @@ class StudySearcher(OptunaSearch):
         trial = self._ot_trials.get(trial_id)
         return None if trial is None else trial.number
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def _study_is_full(self) -> bool:
+        """Whether the study (all drivers together) already has its trials trained or running."""
+        if self._target is None:
+            return False
+        trials = self._ot_study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        )
+        return sum("rejected" not in t.user_attrs for t in trials) >= self._target
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if trial_id not in self._ot_trials and self._study_is_full():
+            return Searcher.FINISHED  # running trials finish; no new ones start
         sampler = self._ot_study.sampler
         try:
             for attempt in range(MAX_REJECTIONS):

@@ -48,11 +48,13 @@ def _check_same_space(study: optuna.Study, space: SearchSpace) -> None:
             )
 
 
-def check_study(storage: BaseStorage, name: str, settings: SearchConfig, resume: bool, space: SearchSpace) -> None:
+def check_study(
+    storage: BaseStorage, name: str, settings: SearchConfig, resume: bool, space: SearchSpace, join: bool = False
+) -> None:
     """Refuse, without writing anything, a study this search must not touch.
 
-    A new search refuses a study that already has trials (it would mix two searches); a resumed one
-    must have the same directions and search space.
+    A new search refuses a study that already has trials (it would mix two searches) unless it
+    resumes or joins it; then it must have the same directions and search space.
     """
     try:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -61,7 +63,7 @@ def check_study(storage: BaseStorage, name: str, settings: SearchConfig, resume:
     directions = ["minimize" if m == "min" else "maximize" for m in settings.modes]
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study '{name}' exists with other directions: use another study name or work_dir")
-    if study.trials and not resume:
+    if study.trials and not (resume or join):
         raise ConfigError(
             f"study '{name}' already has {len(study.trials)} trials in this work directory: "
             "pass --resume to continue it, or set another study name or work_dir"
@@ -69,19 +71,19 @@ def check_study(storage: BaseStorage, name: str, settings: SearchConfig, resume:
     _check_same_space(study, space)
 
 
-def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig) -> StudyState:
+def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, join: bool = False) -> StudyState:
     """Create or load the study (after `check_study`) and return how many trials are still to train.
 
     A new study gets the configured known points enqueued. A resumed one keeps finished trials,
     marks trials left RUNNING by a crash as FAIL and re-queues their params, so the study reaches
-    `n_trials` trained trials.
+    `n_trials` trained trials. A joining driver leaves RUNNING trials alone: other drivers own them.
     """
     directions = ["minimize" if m == "min" else "maximize" for m in settings.modes]
     study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
     if not study.trials:
         for params in settings.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
-    for trial in study.trials:
+    for trial in study.trials if not join else ():
         if trial.state == TrialState.RUNNING:
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
