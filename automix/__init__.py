@@ -9,6 +9,8 @@ from automix.config import ConfigError, SearchConfig, StudyConfig, load_config
 from automix.objective import Reporter, TrainerObjective
 from automix.search import SearchResult, search
 from automix.space import SearchSpace, load_space
+from automix.transfer import transfer
+from automix.verify import verify_transfer
 
 __all__ = [
     "ConfigError",
@@ -21,4 +23,6 @@ __all__ = [
     "load_config",
     "load_space",
     "search",
+    "transfer",
+    "verify_transfer",
 ]

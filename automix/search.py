@@ -7,6 +7,7 @@ lands there, and `best.json`, the trials table and the reports are read back fro
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -161,6 +162,7 @@ def search(
     join: bool = False,
     verbose: bool = True,
     cost: Callable[[dict], float] | None = None,
+    callbacks: list[tune.Callback] | None = None,
     **settings: Any,
 ) -> SearchResult:
     """Run a search and return its result.
@@ -174,7 +176,8 @@ def search(
     study; `join=True` runs alongside other drivers of the same study (a journal file or a database
     storage, not sqlite), which together stop at `n_trials`. `cost(params)` gives a custom
     objective's training tokens, for `max_train_tokens` (the built-in objective computes
-    T = E·U/(1-r) itself). Bad input raises `ConfigError` or `CorpusError` before anything is written.
+    T = E·U/(1-r) itself). `callbacks` are extra Ray Tune callbacks, called before automix's own.
+    Bad input raises `ConfigError` or `CorpusError` before anything is written.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -254,6 +257,7 @@ def search(
                     stop=budget,
                     failure_config=tune.FailureConfig(max_failures=search_cfg.trial_retries),
                     callbacks=[
+                        *(callbacks or []),
                         FailureCallback(searcher),
                         mlflow_cb,
                         ProgressCallback(search_cfg.metrics[0], state.remaining, verbose),
@@ -268,6 +272,7 @@ def search(
         raise
     finally:
         searcher.flush_failures()
+        _report_unwritten(mlflow_cb, work)
         if started_ray:
             ray.shutdown()
         result = collect(
@@ -281,6 +286,16 @@ def search(
         )
         _finish_tracking(tracker, parent_id, result, search_cfg, status)
     return result
+
+
+def _report_unwritten(callback: MlflowTrialCallback, work: Path) -> None:
+    """Last try to write queued MLflow records; list what could not be written, for the user."""
+    path = work / "tracking_unwritten.json"
+    if callback.drain() == 0:
+        path.unlink(missing_ok=True)
+        return
+    path.write_text(json.dumps(callback.unwritten(), indent=1))
+    log.warning("MLflow: %d records could not be written; they are listed in %s", len(callback.unwritten()), path)
 
 
 def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, settings: SearchConfig, status: str):

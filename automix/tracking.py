@@ -2,22 +2,24 @@
 
 Ray's own MLflow helpers read the experiment from the worker's environment and can leave runs
 RUNNING; logging from a driver-side Tune callback through `MlflowClient` with explicit run ids
-keeps a single writer on the store and closes every run. A tracking failure is logged as a
-warning and never kills a trial or the search.
+keeps a single writer on the store and closes every run. A tracking failure never kills a trial or
+the search: records wait in a queue until the store answers again (see `MlflowTrialCallback`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import time
 import urllib.request
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
@@ -26,6 +28,7 @@ from automix.searcher import FINAL_KEY, TRIAL_KEY, error_reason
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
+_PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
 
 
 def default_tracking_uri(work_dir: Path) -> str:
@@ -46,20 +49,6 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             f"MLflow tracking server {uri} does not answer ({reason}): start it, or unset tracking.uri "
             "to track in the work directory"
         ) from None
-
-
-def _safe(method):
-    """Log and swallow tracking errors: losing a metric is better than losing a trial."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - any store error must not reach training
-            log.warning("MLflow tracking failed in %s: %s", method.__name__, e)
-            return None
-
-    return wrapper
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -145,7 +134,12 @@ class Tracker:
 
 
 class MlflowTrialCallback(Callback):
-    """Ray Tune callback: a child run per trial, metrics per evaluation at step = tokens."""
+    """Ray Tune callback: a child run per trial, metrics per evaluation at step = tokens.
+
+    Every record is an operation in an ordered queue. If the store is unreachable, training goes on
+    and records wait; they are written, in order, as soon as a write succeeds again. Whatever is
+    still unwritten when the search ends is listed by `unwritten()` (and saved by the search).
+    """
 
     def __init__(self, tracker: Tracker, tags: dict[str, str], metrics: list[str]):
         self.tracker = tracker
@@ -154,53 +148,93 @@ class MlflowTrialCallback(Callback):
         self.run_ids: dict[int, str] = {}  # Optuna trial number -> MLflow run id
         self._by_ray_id: dict[str, int] = {}
         self._logged: dict[str, dict] = {}  # run id -> metrics last logged
+        self._backlog: deque[tuple[Callable[[], None], str]] = deque()
+        self._down = False
 
-    def _number(self, trial) -> int:
-        return int(trial.config.get(TRIAL_KEY, -1))
+    def drain(self) -> int:
+        """Write queued records in order, stopping at the first failure; returns how many still wait."""
+        while self._backlog:
+            op, what = self._backlog[0]
+            try:
+                op()
+            except MlflowException as e:
+                if e.error_code in _PERMANENT_ERRORS:  # it will never succeed: drop it, say so
+                    log.warning("MLflow refused %s: %s", what, e)
+                    self._backlog.popleft()
+                    continue
+                return self._went_down(e)
+            except Exception as e:  # noqa: BLE001 - connection, driver and lock errors: retry later
+                return self._went_down(e)
+            self._backlog.popleft()
+            self._down = False
+        return 0
 
-    @_safe
+    def unwritten(self) -> list[str]:
+        """Descriptions of the records not written yet."""
+        return [what for _, what in self._backlog]
+
+    def _went_down(self, error: Exception) -> int:
+        if not self._down:
+            log.warning("MLflow unreachable (%s): records are queued until it answers again", error)
+        self._down = True
+        return len(self._backlog)
+
+    def _submit(self, op: Callable[[], None], what: str) -> None:
+        self._backlog.append((op, what))
+        self.drain()
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        number = self._number(trial)
+        number = int(trial.config.get(TRIAL_KEY, -1))
+        self._by_ray_id[trial.trial_id] = number
         params = {k: v for k, v in trial.config.items() if k != TRIAL_KEY}
         tags = {**self.tags, "optuna.trial_number": str(number), "ray.trial_id": trial.trial_id}
-        self.run_ids[number] = self.tracker.start_child(f"trial-{number:04d}", params, tags)
-        self._by_ray_id[trial.trial_id] = number
 
-    @_safe
+        def start() -> None:
+            if number not in self.run_ids:
+                self.run_ids[number] = self.tracker.start_child(f"trial-{number:04d}", params, tags)
+
+        self._submit(start, f"trial {number}: run start")
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.run_ids.get(self._by_ray_id.get(trial.trial_id, -1))
-        if run_id and not result.get(FINAL_KEY) and "tokens" in result:
-            self._logged[run_id] = _trial_metrics(result)
-            self.tracker.log_metrics(run_id, self._logged[run_id], int(result["tokens"]))
+        if result.get(FINAL_KEY) or "tokens" not in result:
+            return
+        number, metrics, step = self._by_ray_id.get(trial.trial_id, -1), _trial_metrics(result), int(result["tokens"])
 
-    @_safe
+        def log_metrics() -> None:
+            run_id = self.run_ids[number]
+            self.tracker.log_metrics(run_id, metrics, step)
+            self._logged[run_id] = metrics
+
+        self._submit(log_metrics, f"trial {number}: metrics at {step} tokens")
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
+        result = dict(trial.last_result or {})
         if not result.get(FINAL_KEY):
-            self._finish(trial, "PRUNED")
+            self._finish(trial, result, "PRUNED")
             return
         values = [result.get(m) for m in self.metrics]
         if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            self._finish(trial, "COMPLETE")
+            self._finish(trial, result, "COMPLETE")
         else:  # the searcher records it FAIL too
-            self._finish(trial, "FAIL", f"non-finite {self.metrics}: {values}")
+            self._finish(trial, result, "FAIL", f"non-finite {self.metrics}: {values}")
 
-    @_safe
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial, "FAIL", error_reason(trial))
+        self._finish(trial, dict(trial.last_result or {}), "FAIL", error_reason(trial))
 
-    def _finish(self, trial, state: str, reason: str | None = None) -> None:
-        run_id = self.run_ids.get(self._by_ray_id.get(trial.trial_id, -1))
-        if run_id is None:
-            return
-        result = trial.last_result or {}
-        if result.get(FINAL_KEY):
-            # Only what the last evaluation did not already log (e.g. a custom objective's extras).
-            logged = self._logged.get(run_id, {})
-            new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
-            self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
-        status = "FAILED" if state == "FAIL" else "FINISHED"
-        self.tracker.end(run_id, status, tags={"state": state, **({"fail_reason": reason[:5000]} if reason else {})})
+    def _finish(self, trial, result: dict, state: str, reason: str | None = None) -> None:
+        number = self._by_ray_id.get(trial.trial_id, -1)
+
+        def finish() -> None:
+            run_id = self.run_ids[number]
+            if result.get(FINAL_KEY):
+                # Only what the last evaluation did not already log (e.g. a custom objective's extras).
+                logged = self._logged.get(run_id, {})
+                new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
+                self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
+            tags = {"state": state, **({"fail_reason": reason[:5000]} if reason else {})}
+            self.tracker.end(run_id, "FAILED" if state == "FAIL" else "FINISHED", tags=tags)
+
+        self._submit(finish, f"trial {number}: end ({state})")
 
 
 def _trial_metrics(result: dict[str, Any]) -> dict[str, Any]:

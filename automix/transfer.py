@@ -14,6 +14,7 @@ The rule (DESIGN §5, README "μP: what transfers"):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 import optuna
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
@@ -31,11 +33,12 @@ from automix.objective import TrainerObjective
 from automix.results import best_trials
 from automix.space import SearchSpace, load_space
 from automix.study import open_study_storage
-from automix.tracking import Tracker, _safe, default_tracking_uri, flatten
+from automix.tracking import Tracker, default_tracking_uri, flatten
 from trainer.config import TrainConfig
 from trainer.model import build_model, build_optimizer
 from trainer.train import run
 
+log = logging.getLogger(__name__)
 # MuAdamW's grouping depends on which dimensions scale with width, not on the vocabulary size.
 _PROBE_VOCAB = 257
 
@@ -73,6 +76,15 @@ def effective_lr_wd(config: TrainConfig) -> dict[str, float]:
         "embedding_lr": embedding["lr"],
         "embedding_wd": embedding["weight_decay"],
     }
+
+
+def quietly(method, *args: Any, **kwargs: Any) -> Any:
+    """Call a tracking method; log and swallow its errors: losing a metric is better than losing a run."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any store error must not reach training
+        log.warning("MLflow tracking failed in %s: %s", getattr(method, "__name__", method), e)
+        return None
 
 
 def with_values(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
@@ -114,7 +126,10 @@ def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
     if not runs:
         raise ConfigError(f"no search of study '{study}' tracked in {uri}: pass --config CONFIG instead")
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(runs[0].info.run_id, "config.json", tmp)
+        try:
+            path = client.download_artifacts(runs[0].info.run_id, "config.json", tmp)
+        except MlflowException as e:  # e.g. a moved work dir: its artifact store moved with it
+            raise ConfigError(f"cannot read the config of study '{study}' ({e}): pass --config CONFIG") from None
         # the directory the study was found in wins over the one recorded (a moved or copied study)
         return StudyConfig.model_validate({**json.loads(Path(path).read_text()), "work_dir": str(work_dir)})
 
@@ -169,7 +184,7 @@ def transfer(
     for cfg in targets:
         cfg = cfg.model_copy(update={"out_dir": str(out / f"w{cfg.model.width}")})
         result.runs.append(_train_one(tracker, cfg, tags, verbose))
-    _safe(tracker.end)(parent, "FINISHED")
+    quietly(tracker.end, parent, "FINISHED")
 
     result.path = config.work_path / "transfer.json"
     record = {**asdict(result), "path": str(result.path), "proxy_width": proxy.model.width}
@@ -189,11 +204,11 @@ def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose
     """One transfer run, tracked as a child run; tracking errors never stop training."""
     width = cfg.model.width
     run_tags = {**tags, "width": str(width)}
-    run_id = _safe(tracker.start_child)(f"transfer-w{width}", flatten(cfg.model_dump()), run_tags)
+    run_id = quietly(tracker.start_child, f"transfer-w{width}", flatten(cfg.model_dump()), run_tags)
 
     def report(metrics: dict) -> None:
         if run_id:
-            _safe(tracker.log_metrics)(run_id, metrics, int(metrics["tokens"]))
+            quietly(tracker.log_metrics, run_id, metrics, int(metrics["tokens"]))
         if verbose:
             print(f"w{width} tokens={metrics['tokens']} target_val_loss={metrics['target_val_loss']:.4f}")
 
@@ -201,10 +216,10 @@ def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose
         outcome = run(cfg, report=report)
     except BaseException:
         if run_id:
-            _safe(tracker.end)(run_id, "FAILED", tags={"state": "FAIL"})
+            quietly(tracker.end, run_id, "FAILED", tags={"state": "FAIL"})
         raise
     if run_id:
-        _safe(tracker.end)(run_id, "FINISHED", tags={"state": "COMPLETE"})
+        quietly(tracker.end, run_id, "FINISHED", tags={"state": "COMPLETE"})
     budget = cfg.budget
     return {
         "width": width,

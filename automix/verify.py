@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 
 from automix.config import ConfigError, StudyConfig
-from automix.tracking import Tracker, _safe, default_tracking_uri, flatten
-from automix.transfer import with_values
+from automix.tracking import Tracker, default_tracking_uri, flatten
+from automix.transfer import quietly, with_values
 from trainer.config import TrainConfig
 from trainer.data import prepare
 from trainer.train import TrainingDiverged, run
@@ -88,9 +88,9 @@ def verify_transfer(
         "losses": losses.to_dict("records"),
     }
     result.path.write_text(json.dumps(record, indent=2))
-    _safe(tracker.log_artifact)(parent, result.plot)
-    _safe(tracker.log_artifact)(parent, result.path)
-    _safe(tracker.end)(parent, "FINISHED", tags={f"drift.{k}": str(v) for k, v in drift.items()})
+    quietly(tracker.log_artifact, parent, result.plot)
+    quietly(tracker.log_artifact, parent, result.path)
+    quietly(tracker.end, parent, "FINISHED", tags={f"drift.{k}": str(v) for k, v in drift.items()})
     return result
 
 
@@ -162,12 +162,12 @@ class _Runner:
             "width": str(config.model.width),
             "parametrization": config.model.parametrization,
         }
-        run_id = _safe(self.tracker.start_child)(
-            f"verify-{sweep}-w{config.model.width}", flatten(config.model_dump()), tags
+        run_id = quietly(
+            self.tracker.start_child, f"verify-{sweep}-w{config.model.width}", flatten(config.model_dump()), tags
         )
         if run_id:
-            _safe(self.tracker.log_metrics)(run_id, {"target_val_loss": loss}, config.budget.total_tokens)
-            _safe(self.tracker.end)(run_id, "FINISHED" if loss < float("inf") else "FAILED")
+            quietly(self.tracker.log_metrics, run_id, {"target_val_loss": loss}, config.budget.total_tokens)
+            quietly(self.tracker.end, run_id, "FINISHED" if loss < float("inf") else "FAILED")
 
 
 def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:

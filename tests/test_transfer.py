@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import optuna
 import pandas as pd
@@ -129,9 +130,11 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
     tracker = Tracker(default_tracking_uri(config.work_path), "tiny")
     tracker.log_dict(tracker.start_parent("search-tiny", {}, {}), config.model_dump(), "config.json")
     assert study_config_from_tracking("tiny", config.work_path) == config
-    moved = tmp_path / "moved"
-    config.work_path.rename(moved)
-    assert study_config_from_tracking("tiny", moved).work_path == moved
+    copy = shutil.copytree(config.work_path, tmp_path / "copy")  # the copy's own dir is its work dir
+    assert study_config_from_tracking("tiny", copy).work_path == copy
+    shutil.rmtree(config.work_path / "mlartifacts")
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        study_config_from_tracking("tiny", copy)
 
 
 def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):

@@ -32,12 +32,11 @@ DRIVER = textwrap.dedent(
     automix.search(
         objective, parse_space({"x": {"type": "float", "low": -2, "high": 2}}),
         study="shared", work_dir=sys.argv[1], storage=sys.argv[2], join=True,
-        sampler="random", seed=int(sys.argv[3]), n_trials=%d, concurrency=2, metric="loss",
+        sampler="random", seed=int(sys.argv[3]), n_trials=N_TRIALS, concurrency=2, metric="loss",
         scheduler="none", verbose=False,
     )
     """
-    % N_TRIALS
-)
+).replace("N_TRIALS", str(N_TRIALS))
 
 
 def test_two_drivers_join_one_journal_study(tmp_path):
