@@ -127,3 +127,39 @@ def study_yaml(tmp_path: Path, tiny):
         return path
 
     return write
+
+
+@pytest.fixture
+def real_study(tmp_path: Path, shared_data: Path):
+    """Write a tiny real-trainer study on the shared corpora: returns (config path, work dir).
+
+    `params` is the space's `params` mapping; keyword sections are merged over the defaults.
+    """
+
+    def write(name: str, params: dict, **sections) -> tuple[Path, Path]:
+        space = tmp_path / f"{name}_space.yaml"
+        space.write_text(yaml.safe_dump({"params": params}))
+        config = {
+            "study": name,
+            "work_dir": str(tmp_path / "w"),
+            "data": {
+                "target": str(shared_data / "ar" / "train" / "ant_cnn.txt"),
+                "target_valid": str(shared_data / "ar" / "valid.txt"),
+                "auxiliary": str(shared_data / "en" / "train"),
+                "aux_valid": str(shared_data / "en" / "valid.txt"),
+                "seq_len": 64,
+                "valid_tokens": 4096,
+            },
+            "model": {"width": 32, "base_width": 32, "depth": 1, "n_heads": 2},
+            "optim": {"batch_size": 8, "warmup_tokens": 2000},
+            "budget": {"unique_tokens": 20000},
+            "eval_every_tokens": 20000,
+            "search": {"space": str(space), "n_trials": 3, "concurrency": 2},
+        }
+        for key, value in sections.items():
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path, tmp_path / "w"
+
+    return write

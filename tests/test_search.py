@@ -6,7 +6,6 @@ import json
 
 import optuna
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from automix.cli import main
@@ -15,40 +14,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def tiny_study(tmp_path, shared_data):
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        yaml.safe_dump(
-            {
-                "params": {
-                    "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
-                    "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
-                    "epochs": {"type": "int", "low": 1, "high": 4},
-                    "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
-                }
-            }
-        )
-    )
-    config = {
-        "study": "e2e",
-        "work_dir": str(tmp_path / "w"),
-        "data": {
-            "target": str(shared_data / "ar" / "train" / "ant_cnn.txt"),
-            "target_valid": str(shared_data / "ar" / "valid.txt"),
-            "auxiliary": str(shared_data / "en" / "train"),
-            "aux_valid": str(shared_data / "en" / "valid.txt"),
-            "seq_len": 64,
-            "valid_tokens": 4096,
-        },
-        "model": {"width": 32, "base_width": 32, "depth": 1, "n_heads": 2},
-        "optim": {"batch_size": 8, "warmup_tokens": 2000},
-        "budget": {"unique_tokens": 20000},
-        "eval_every_tokens": 20000,
-        "search": {"space": str(space), "n_trials": 3, "concurrency": 2, "scheduler": "asha"},
+def tiny_study(real_study):
+    params = {
+        "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
+        "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+        "epochs": {"type": "int", "low": 1, "high": 4},
+        "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
     }
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path, tmp_path / "w"
+    return real_study("e2e", params, search={"scheduler": "asha"})
 
 
 def test_search_lands_in_optuna_mlflow_and_best_json(tiny_study):

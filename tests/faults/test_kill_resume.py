@@ -11,7 +11,6 @@ import time
 
 import optuna
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -20,34 +19,20 @@ N_TRIALS = 6
 
 
 @pytest.fixture
-def study_config(tmp_path, shared_data):
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        "params:\n"
-        "  weight_decay: {type: float, low: 0.01, high: 3.0, log: true}\n"
-        "  epochs: {type: int, low: 2, high: 6}\n"
-        "  mix_ratio: {type: float, low: 0.0, high: 0.5}\n"
-    )
-    config = {
-        "study": "kill",
-        "work_dir": str(tmp_path / "w"),
-        "data": {
-            "target": str(shared_data / "ar" / "train" / "ant_cnn.txt"),
-            "target_valid": str(shared_data / "ar" / "valid.txt"),
-            "auxiliary": str(shared_data / "en" / "train"),
-            "aux_valid": str(shared_data / "en" / "valid.txt"),
-            "seq_len": 64,
-            "valid_tokens": 2048,
-        },
-        "model": {"width": 32, "base_width": 32, "depth": 1, "n_heads": 2},
-        "optim": {"batch_size": 8, "warmup_tokens": 2000},
-        "budget": {"unique_tokens": 30000},
-        "eval_every_tokens": 15000,
-        "search": {"space": str(space), "n_trials": N_TRIALS, "concurrency": 2, "scheduler": "none"},
+def study_config(real_study):
+    params = {
+        "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
+        "epochs": {"type": "int", "low": 2, "high": 6},
+        "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5},
     }
-    path = tmp_path / "study.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path, tmp_path / "w"
+    return real_study(
+        "kill",
+        params,
+        data={"valid_tokens": 2048},
+        budget={"unique_tokens": 30000},
+        eval_every_tokens=15000,
+        search={"n_trials": N_TRIALS, "scheduler": "none"},
+    )
 
 
 def _start(path, *flags):
