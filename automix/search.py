@@ -56,10 +56,16 @@ def make_trainable(objective: Objective):
 
     def trainable(config: dict[str, Any]) -> None:
         params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, REQUEUED_KEY)}
-        reporter = Reporter(config.get(TRIAL_KEY), sink=tune.report, requeued_from=config.get(REQUEUED_KEY))
+        # Which Ray node runs the trial (Ray adds node_ip, which loopback or NAT nodes can share).
+        node = {"node_id": ray.get_runtime_context().get_node_id()}
+
+        def sink(metrics: dict) -> None:
+            tune.report({**metrics, **node})
+
+        reporter = Reporter(config.get(TRIAL_KEY), sink=sink, requeued_from=config.get(REQUEUED_KEY))
         final = objective(params, reporter)
         # The final result carries FINAL_KEY: how the searcher tells "finished" from "stopped".
-        tune.report({**reporter.last, **final, FINAL_KEY: 1.0})
+        sink({**reporter.last, **final, FINAL_KEY: 1.0})
 
     return trainable
 

@@ -9,7 +9,8 @@ at Ray's iteration count. This adapter:
 - reports intermediate values at step = tokens, the axis schedulers compare trials on;
 - tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
   carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
-- stores each trial's cost (`tokens`, `wall_time_s`) as Optuna user attributes;
+- stores each trial's cost (`tokens`, `wall_time_s`) and, from its first result on, the Ray node
+  running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
 - enforces a per-trial cost cap before training: an over-budget suggestion gets a positive
   `train_tokens` constraint (`Trial.set_constraint`, so constraint-aware samplers learn to avoid
   the region), is recorded PRUNED with a `rejected` user attribute, and is never trained.
@@ -33,6 +34,7 @@ TRIAL_KEY = "__automix_trial"
 REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
 FINAL_KEY = "automix_final"
 COST_KEYS = ("tokens", "wall_time_s")
+NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
 MAX_REJECTIONS = 1000
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class StudySearcher(OptunaSearch):
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
         self._failed: dict = {}  # Ray trial id -> Optuna trial awaiting its failure reason
+        self._nodes: dict[str, dict] = {}  # Ray trial id -> node attributes last stored
 
     def save(self, checkpoint_path: str) -> None:
         # cloudpickle: the cost function may be a closure or lambda, which plain pickle refuses.
@@ -140,7 +143,16 @@ class StudySearcher(OptunaSearch):
         for trial_id in list(self._failed):
             self.record_failure(trial_id, None)
 
+    def _record_node(self, trial_id: str, result: dict) -> None:
+        node = {k: str(result[k]) for k in NODE_KEYS if k in result}
+        if node and trial_id in self._ot_trials and self._nodes.get(trial_id) != node:
+            self._nodes[trial_id] = node
+            for key, value in node.items():
+                self._ot_trials[trial_id].set_user_attr(key, value)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._completed_trials:
+            self._record_node(trial_id, result)
         if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get(FINAL_KEY):
             return  # multi-objective studies keep no intermediate values; the final one is told
         value, tokens = result.get(self.metric), result.get("tokens")

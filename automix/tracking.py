@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from automix.config import ConfigError
-from automix.searcher import FINAL_KEY, TRIAL_KEY, error_reason
+from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -82,7 +82,8 @@ class Tracker:
         if found is not None:
             self.experiment_id = found.experiment_id
         else:
-            location = artifact_root.as_uri() if artifact_root else None
+            # A tracking server stores (and serves) artifacts itself; a local store keeps them in the work dir.
+            location = artifact_root.as_uri() if artifact_root and not uri.startswith(("http://", "https://")) else None
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         self.parent_run_id: str | None = None
 
@@ -231,7 +232,9 @@ class MlflowTrialCallback(Callback):
                 logged = self._logged.get(run_id, {})
                 new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
                 self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
-            tags = {"state": state, **({"fail_reason": reason[:5000]} if reason else {})}
+            tags = {"state": state, **{f"ray.{k}": result[k] for k in NODE_KEYS if k in result}}
+            if reason:
+                tags["fail_reason"] = reason[:5000]
             self.tracker.end(run_id, "FAILED" if state == "FAIL" else "FINISHED", tags=tags)
 
         self._submit(finish, f"trial {number}: end ({state})")
@@ -251,6 +254,6 @@ def _trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
         FINAL_KEY,
         "date",
         "hostname",
-        "node_ip",
+        *NODE_KEYS,
     }
     return {k: v for k, v in result.items() if k not in ray_keys}

@@ -99,6 +99,7 @@ def _fresh_progress(config: TrainConfig) -> dict:
         "ema": None,
         "best_ema": math.inf,
         "elapsed": 0.0,
+        "compute_s": 0.0,
         "history": [],
     }
 
@@ -164,6 +165,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
     start = time.perf_counter() - progress["elapsed"]
     model.train()
     while progress["step"] < n_steps:
+        step_start = time.perf_counter()
         step = progress["step"]
         x, y = (t.to(device, non_blocking=True) for t in data.stream.batch(step))
         with autocast():
@@ -182,6 +184,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         progress["batches"] += 1
         tokens = progress["tokens"]
         if tokens < progress["next_eval"] and step < n_steps - 1:
+            progress["compute_s"] = progress.get("compute_s", 0.0) + time.perf_counter() - step_start
             continue
         progress["next_eval"] = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
         model.eval()
@@ -202,6 +205,9 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
             "wall_time_s": time.perf_counter() - start,
         }
         metrics["tokens_per_s"] = tokens / metrics["wall_time_s"]
+        # Time in steps and evaluations alone: wall_time_s minus it is what reporting and checkpoints cost.
+        progress["compute_s"] = progress.get("compute_s", 0.0) + time.perf_counter() - step_start
+        metrics["compute_time_s"] = progress["compute_s"]
         model.train()
         progress["loss_sum"], progress["batches"] = 0.0, 0
         progress["history"].append(metrics)

@@ -1,0 +1,111 @@
+"""Real servers on 127.0.0.1 for the cluster test: PostgreSQL, an MLflow tracking server, a two-node Ray cluster.
+
+Each fixture starts its server on a free port and stops it at teardown, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    """Debian's PostgreSQL binaries (the `postgresql` package), newest version first."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not found:
+        pytest.skip("PostgreSQL not installed: apt-get install postgresql")
+    return Path(found[-1]).parent
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL server on 127.0.0.1 with an empty database; its SQLAlchemy URL."""
+    pytest.importorskip("psycopg2", reason="pip install -e '.[cluster]'")
+    bin_dir, port = _pg_bin(), free_port()
+    # initdb refuses root: run the server as the `postgres` system user, in a directory it owns.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="automix-pg-"))
+    data = root / "data"
+    if as_user:
+        shutil.chown(root, "postgres")
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True, timeout=60)
+
+    pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
+    pg("pg_ctl", "start", "-D", str(data), "-w", "-l", str(root / "server.log"), "-o", options)
+    try:
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "automix")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/automix"
+    finally:
+        pg("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`mlflow server` on 127.0.0.1 (sqlite backend, proxied local artifacts); its http URI."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "mlflow_server.log", "wb")  # noqa: SIM115 - the server writes it until teardown
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
+    cmd += ["--artifacts-destination", str(tmp_path / "server_artifacts")]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    raise RuntimeError(f"mlflow server: {(tmp_path / 'mlflow_server.log').read_text()}") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, 15)  # the server and its uvicorn workers
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    """A Ray head node and a worker node on 127.0.0.1, one CPU each; yields (cluster, worker node).
+
+    A driver joining it must not swap 127.0.0.1 for the machine's address, as Ray does for clusters:
+    Ray's switch for single-host mode (inherited by driver subprocesses) keeps it on loopback.
+    """
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Notice a dead node within seconds (the defaults take about half a minute).
+    fast_failure = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1"}
+    cluster = Cluster(
+        initialize_head=True, head_node_args={**node, "include_dashboard": False, "_system_config": fast_failure}
+    )
+    try:
+        worker = cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        yield cluster, worker
+    finally:
+        cluster.shutdown()

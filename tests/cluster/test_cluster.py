@@ -1,0 +1,98 @@
+"""Scale-out: a real search on a two-node Ray cluster, the study in PostgreSQL, tracking on an MLflow server.
+
+Once the worker node has finished a trial, it is killed while it trains the next; Ray retries that
+trial on the head node (from its checkpoint) and the search finishes with every trial recorded
+exactly once in both stores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from automix.study import open_study_storage
+
+pytestmark = pytest.mark.cluster
+N_TRIALS = 6
+SPACE = {
+    "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
+    "epochs": {"type": "int", "low": 3, "high": 6},
+    "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5},
+}
+
+
+def _wait_for_trial_on(node_id: str, storage, proc, log, timeout: float = 120) -> int:
+    """The number of a trial RUNNING on `node_id` once another one finished there (the database says)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the search exited early with code {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            trials = optuna.load_study(study_name="scale", storage=storage).trials
+        except KeyError:  # the driver has not created the study yet
+            trials = []
+        on_node = [t for t in trials if t.user_attrs.get("node_id") == node_id]
+        running = [t.number for t in on_node if t.state == TrialState.RUNNING]
+        if running and any(t.state == TrialState.COMPLETE for t in on_node):
+            return running[0]
+        time.sleep(0.2)
+    raise TimeoutError(f"no trial ran on the worker node within {timeout} s: {log.read_text()[-3000:]}")
+
+
+def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_server, ray_cluster):
+    cluster, worker = ray_cluster
+    head_id, worker_id = cluster.head_node.node_id, worker.node_id
+    path, work = real_study(
+        "scale",
+        SPACE,
+        checkpoint_every_tokens=10000,
+        search={"n_trials": N_TRIALS, "sampler": "tpe", "scheduler": "none", "trial_retries": 1},
+        tracking={"uri": mlflow_server},
+    )
+    log = path.parent / "driver.log"
+    cmd = [sys.executable, "-m", "automix.cli", "search", str(path), "--address", cluster.address]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cmd, "--storage", postgres_url], stdout=out, stderr=out, start_new_session=True)
+    try:
+        storage = open_study_storage(postgres_url)
+        killed = _wait_for_trial_on(worker_id, storage, proc, log)
+        cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-trial
+        assert proc.wait(timeout=150) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    trials = optuna.load_study(study_name="scale", storage=storage).trials
+    names = {head_id: "head", worker_id: "worker"}
+    print(f"\nworker node killed while it ran trial {killed} (Ray retried it on the head node); after the search:")
+    for t in trials:
+        node = names.get(t.user_attrs.get("node_id"), t.user_attrs.get("node_id"))
+        print(f"  trial {t.number}: {t.state.name:8} value={t.value} node={node} ({t.user_attrs.get('node_ip')})")
+    assert [t.number for t in trials] == list(range(len(trials)))  # one row per trial, none duplicated
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * N_TRIALS  # none lost, none left RUNNING
+    assert trials[killed].user_attrs["node_id"] == head_id  # retried on the surviving node
+    assert {t.user_attrs["node_id"] for t in trials} == {head_id, worker_id}  # both nodes finished trials
+    assert (work / "trials" / f"{killed:04d}").is_dir()
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("scale")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the server keeps the artifacts
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    print(f"  database: {len(trials)} trials; MLflow server: {len(children)} trial runs of {len(runs)} runs")
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [t.number for t in trials]
+    assert all(r.info.status == "FINISHED" for r in runs)  # no run left RUNNING
+    for run in children:
+        trial = trials[int(run.data.tags["optuna.trial_number"])]
+        assert run.data.tags["state"] == trial.state.name
+        assert run.data.tags["ray.node_id"] == trial.user_attrs["node_id"]
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert "best.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
