@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from automix.config import ConfigError, load_config
-from automix.tracking import default_tracking_uri
+from automix.tracking import check_tracking_uri, default_tracking_uri
 from trainer.data import CorpusError
 
 EXIT_USAGE = 2
@@ -33,7 +33,7 @@ def _search(args: argparse.Namespace) -> int:
     print(f"study {result.study_name}: {result.storage_url}")
     print(f"best params: {result.work_dir / 'best.json'}")
     uri = config.tracking.uri or default_tracking_uri(result.work_dir)
-    print(f"MLflow: automix ui {args.config}  (tracking store {uri})")
+    print(f"MLflow: {uri}" if _is_server(uri) else f"MLflow: automix ui {args.config}  (tracking store {uri})")
     return 0 if best["best_trial"] is not None else 1
 
 
@@ -53,12 +53,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 def _ui(args: argparse.Namespace) -> int:
-    if args.config:
+    if args.tracking_uri:
+        uri = args.tracking_uri
+    elif args.config:
         config = load_config(args.config)
         uri = config.tracking.uri or default_tracking_uri(config.work_path)
     else:
         uri = default_tracking_uri(Path(args.work_dir).resolve())
+    if _is_server(uri):  # a tracking server serves its own UI: nothing to start
+        check_tracking_uri(uri)
+        print(f"MLflow UI: open {uri} (served by the tracking server)")
+        return 0
     print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}")
     cmd = [
         sys.executable,
@@ -249,8 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the study's store")
-    p.add_argument("config", nargs="?", help="study config (its work_dir holds mlflow.db)")
+    p.add_argument(
+        "config", nargs="?", help="study config (its work_dir holds mlflow.db, or tracking.uri names a server)"
+    )
     p.add_argument("--work-dir", default="runs", help="work directory holding mlflow.db")
+    p.add_argument("--tracking-uri", help="a tracking store URI; for a server (http://...) its address is printed")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_ui)
     return parser

@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
@@ -38,6 +39,25 @@ NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix
 MAX_REJECTIONS = 1000
 
 log = logging.getLogger(__name__)
+
+
+def trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """Drop Ray's bookkeeping (time_this_iter_s, pid, ...) and keep the objective's metrics."""
+    ray_keys = {
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "training_iteration",
+        "pid",
+        "done",
+        "iterations_since_restore",
+        "time_since_restore",
+        FINAL_KEY,
+        "date",
+        "hostname",
+        *NODE_KEYS,
+    }
+    return {k: v for k, v in result.items() if k not in ray_keys}
 
 
 def error_reason(trial) -> str | None:
@@ -167,6 +187,10 @@ class StudySearcher(OptunaSearch):
         for key in COST_KEYS:
             if key in result:
                 ot_trial.set_user_attr(key, float(result[key]))
+        if result.get(FINAL_KEY):
+            # Every final metric (target_acc, aux_val_loss, ...), not only the searched one.
+            finals = {k: float(v) for k, v in trial_metrics(result).items() if isinstance(v, int | float)}
+            ot_trial.set_user_attr("final_metrics", {k: v for k, v in finals.items() if math.isfinite(v)})
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [result.get(m) for m in metrics]
         finite = all(v is not None and math.isfinite(v) for v in values)

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from automix.config import ConfigError
-from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason
+from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason, trial_metrics
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -199,7 +199,7 @@ class MlflowTrialCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get(FINAL_KEY) or "tokens" not in result:
             return
-        number, metrics, step = self._by_ray_id.get(trial.trial_id, -1), _trial_metrics(result), int(result["tokens"])
+        number, metrics, step = self._by_ray_id.get(trial.trial_id, -1), trial_metrics(result), int(result["tokens"])
 
         def log_metrics() -> None:
             run_id = self.run_ids[number]
@@ -230,7 +230,7 @@ class MlflowTrialCallback(Callback):
             if result.get(FINAL_KEY):
                 # Only what the last evaluation did not already log (e.g. a custom objective's extras).
                 logged = self._logged.get(run_id, {})
-                new = {k: v for k, v in _trial_metrics(result).items() if logged.get(k) != v}
+                new = {k: v for k, v in trial_metrics(result).items() if logged.get(k) != v}
                 self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
             tags = {"state": state, **{f"ray.{k}": result[k] for k in NODE_KEYS if k in result}}
             if reason:
@@ -238,22 +238,3 @@ class MlflowTrialCallback(Callback):
             self.tracker.end(run_id, "FAILED" if state == "FAIL" else "FINISHED", tags=tags)
 
         self._submit(finish, f"trial {number}: end ({state})")
-
-
-def _trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """Drop Ray's bookkeeping (time_this_iter_s, pid, ...) and keep the objective's metrics."""
-    ray_keys = {
-        "time_this_iter_s",
-        "time_total_s",
-        "timestamp",
-        "training_iteration",
-        "pid",
-        "done",
-        "iterations_since_restore",
-        "time_since_restore",
-        FINAL_KEY,
-        "date",
-        "hostname",
-        *NODE_KEYS,
-    }
-    return {k: v for k, v in result.items() if k not in ray_keys}
