@@ -1,8 +1,8 @@
 """Scale-out: a real search on a two-node Ray cluster, the study in PostgreSQL, tracking on an MLflow server.
 
 Once the worker node has finished a trial, it is killed while it trains the next; Ray retries that
-trial on the head node (from its checkpoint) and the search finishes with every trial recorded
-exactly once in both stores.
+trial on the head node (continuing its checkpoint in WORK/trials if one was saved), and the search
+finishes with every trial recorded exactly once in both stores.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from automix.cli import main
 from automix.study import open_study_storage
 
 pytestmark = pytest.mark.cluster
@@ -96,3 +97,10 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
         assert run.data.tags["ray.node_id"] == trial.user_attrs["node_id"]
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert "best.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_ui_points_at_the_tracking_server(mlflow_server, capsys):
+    assert main(["ui", "--tracking-uri", mlflow_server]) == 0  # served there: nothing to start
+    assert mlflow_server in capsys.readouterr().out
+    assert main(["ui", "--tracking-uri", "http://127.0.0.1:9"]) == 2  # nothing listens there
+    assert "does not answer" in capsys.readouterr().err

@@ -1,0 +1,128 @@
+"""Trainer throughput vs a plain Hugging Face `transformers` loop of the same shape, on CPU.
+
+    flock /tmp/automix-cpu.lock .venv/bin/python benchmarks/throughput.py [--repeats 3] [--threads 1]
+
+Both sides train on the same batches (the trainer's stream over the shared corpora, batch 16 x seq
+128) with gradient clipping at 1.0. Ours: `trainer.train.run` end to end (μP model, MuAdamW, WSD
+schedule, data, divergence check; one validation window at the end), tokens / wall_time_s. Theirs:
+`GPT2LMHeadModel` of the same width, depth, heads and MLP ratio (learned positions, LayerNorm,
+tanh-GELU, untied head, SDPA attention, dropout 0; GPT-2 keeps its linear biases, ours has none)
+with `torch.optim.AdamW`. Runs alternate ours/theirs within each repeat, so drifting machine load
+hits both; the table gives medians and the ratio of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+from _common import Clock, machine, print_table, study_config
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from trainer.config import TrainConfig
+from trainer.data import Datasets, TrainStream, load_datasets
+from trainer.train import run
+
+# name -> (width, depth, heads, steps per measurement)
+SIZES = {"proxy (w64, d2)": (64, 2, 4, 120), "w256, d4": (256, 4, 4, 40)}
+
+
+def train_config(width: int, depth: int, heads: int, steps: int, threads: int) -> TrainConfig:
+    """The example's data and optimiser at this shape, `steps` batches of pure target text, no checkpoints."""
+    overrides = [
+        f"model.width={width}",
+        f"model.depth={depth}",
+        f"model.n_heads={heads}",
+        "budget.mode=fixed_tokens",
+        f"budget.train_tokens={steps * 16 * 128}",
+        "budget.mix_ratio=0.0",
+        "data.valid_tokens=129",  # one validation window: the final evaluation costs ~nothing
+        "eval_every_tokens=1000000000000",
+    ]
+    config = study_config("bench_throughput", overrides, fresh=False).base_train_config()
+    return config.model_copy(update={"threads": threads, "checkpoint_every_tokens": None})
+
+
+def ours(config: TrainConfig) -> float:
+    """Tokens/s of the trainer's own loop."""
+    final = run(config).metrics
+    return final["tokens"] / final["wall_time_s"]
+
+
+def hugging_face(config: TrainConfig, stream: TrainStream, vocab_size: int) -> float:
+    """Tokens/s of a textbook transformers loop on the same batches."""
+    m, o = config.model, config.optim
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=config.data.seq_len,
+            n_embd=m.width,
+            n_layer=m.depth,
+            n_head=m.n_heads,
+            n_inner=m.mlp_ratio * m.width,
+            activation_function="gelu_new",
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=False,
+            attn_implementation="sdpa",
+        )
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=o.learning_rate, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+    )
+    model.train()
+    clock, tokens = Clock(), 0
+    for step in range(stream.n_batches):
+        x, y = stream.batch(step)
+        logits = model(input_ids=x).logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+        loss.item()  # the trainer reads every loss (divergence check): same sync here
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        tokens += x.numel()
+    return tokens / clock.elapsed()
+
+
+def measure(impl: str, config: TrainConfig, data: Datasets) -> float:
+    """Tokens/s of one implementation on one size."""
+    if impl == "ours":
+        return ours(config)
+    return hugging_face(config, data.stream, data.tokenizer.vocab_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a search trial gets 1 per CPU)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    configs = {name: train_config(*shape, args.threads) for name, shape in SIZES.items()}
+    data = {name: load_datasets(c) for name, c in configs.items()}
+    speeds: dict[tuple[str, str], list[float]] = {}
+    for rep in range(args.repeats + 1):  # repeat 0 warms up (first-call kernels, lazy imports); not counted
+        for name, config in configs.items():
+            for impl in ("hf", "ours") if rep % 2 else ("ours", "hf"):  # alternate who goes first
+                speed = measure(impl, config, data[name])
+                if rep:
+                    speeds.setdefault((name, impl), []).append(speed)
+    print(f"{machine()}; {args.threads} thread(s), {args.repeats} interleaved repeats, batch 16 x 128")
+    rows = []
+    for name in configs:
+        mine, theirs = (statistics.median(speeds[name, impl]) for impl in ("ours", "hf"))
+        ratios = [a / b for a, b in zip(speeds[name, "ours"], speeds[name, "hf"], strict=True)]
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+        rows.append((name, f"{mine:,.0f}", f"{theirs:,.0f}", f"{mine / theirs:.2f}x", spread))
+    print_table(
+        "tokens/s, median over repeats (goal: ours >= 1.0x)",
+        ["size", "automix trainer", "HF GPT2 + AdamW", "ratio", "per-repeat range"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
