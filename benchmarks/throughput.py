@@ -26,7 +26,7 @@ from trainer.data import Datasets, TrainStream, load_datasets
 from trainer.train import run
 
 # name -> (width, depth, heads, steps per measurement)
-SIZES = {"proxy (w64, d2)": (64, 2, 4, 120), "w256, d4": (256, 4, 4, 40)}
+SIZES = {"proxy (w64, d2)": (64, 2, 4, 120), "w256, d4": (256, 4, 4, 20)}
 
 
 def train_config(width: int, depth: int, heads: int, steps: int, threads: int) -> TrainConfig:
@@ -68,6 +68,8 @@ def hugging_face(config: TrainConfig, stream: TrainStream, vocab_size: int) -> f
             attn_pdrop=0.0,
             tie_word_embeddings=False,
             attn_implementation="sdpa",
+            bos_token_id=vocab_size - 1,  # our eos; GPT-2's default 50256 is outside this vocabulary
+            eos_token_id=vocab_size - 1,
         )
     )
     optimizer = torch.optim.AdamW(
