@@ -19,10 +19,12 @@ import statistics
 import torch
 import torch.nn.functional as F
 from _common import Clock, machine, print_table, study_config
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM
 
 from trainer.config import TrainConfig
 from trainer.data import Datasets, TrainStream, load_datasets
+from trainer.export import gpt2_config
+from trainer.model import build_model
 from trainer.train import run
 
 # name -> (width, depth, heads, steps per measurement)
@@ -53,25 +55,10 @@ def ours(config: TrainConfig) -> float:
 
 def hugging_face(config: TrainConfig, stream: TrainStream, vocab_size: int) -> float:
     """Tokens/s of a textbook transformers loop on the same batches."""
-    m, o = config.model, config.optim
-    model = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=vocab_size,
-            n_positions=config.data.seq_len,
-            n_embd=m.width,
-            n_layer=m.depth,
-            n_head=m.n_heads,
-            n_inner=m.mlp_ratio * m.width,
-            activation_function="gelu_new",
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            tie_word_embeddings=False,
-            attn_implementation="sdpa",
-            bos_token_id=vocab_size - 1,  # our eos; GPT-2's default 50256 is outside this vocabulary
-            eos_token_id=vocab_size - 1,
-        )
-    )
+    o = config.optim
+    # The same shape as ours, from the exporter's own mapping; sdpa attention as our model uses.
+    hf_config = gpt2_config(build_model(config.model, vocab_size, config.data.seq_len), eos_id=vocab_size - 1)
+    model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="sdpa")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=o.learning_rate, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
     )
