@@ -10,7 +10,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.table import Table
 
-from automix.searcher import FINAL_KEY, TRIAL_KEY
+from automix.searcher import TRIAL_KEY, final_state
 
 # Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -32,8 +32,9 @@ def _fmt(v) -> str:
 class ProgressCallback(Callback):
     """Prints `[done/total] trial N STATE metric=... params` as trials end."""
 
-    def __init__(self, metric: str, total: int, enabled: bool = True):
-        self.metric, self.total, self.enabled, self.done = metric, total, enabled, 0
+    def __init__(self, metrics: list[str], total: int, enabled: bool = True):
+        self.metrics, self.total, self.enabled, self.done = metrics, total, enabled, 0
+        self.metric = metrics[0]
 
     def _line(self, trial, state: str) -> None:
         self.done += 1
@@ -49,12 +50,7 @@ class ProgressCallback(Callback):
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        value = result.get(self.metric)
-        if not result.get(FINAL_KEY):
-            self._line(trial, "PRUNED")
-        else:
-            self._line(trial, "COMPLETE" if isinstance(value, int | float) and math.isfinite(value) else "FAIL")
+        self._line(trial, final_state(trial.last_result or {}, self.metrics)[0])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._line(trial, "FAIL")

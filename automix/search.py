@@ -266,7 +266,7 @@ def search(
                         *(callbacks or []),
                         FailureCallback(searcher),
                         mlflow_cb,
-                        ProgressCallback(search_cfg.metrics[0], state.remaining, verbose),
+                        ProgressCallback(search_cfg.metrics, state.remaining, verbose),
                     ],
                     verbose=0,
                 ),

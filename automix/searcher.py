@@ -60,6 +60,21 @@ def trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ray_keys}
 
 
+def final_state(result: dict[str, Any], metrics: list[str]) -> tuple[str, str | None]:
+    """How a trial that ended without raising ends, and why if it failed.
+
+    COMPLETE when its objective returned finite metrics, FAIL when they are not finite, PRUNED when
+    the scheduler stopped it (its last result carries no `FINAL_KEY`). One rule for the study,
+    MLflow and the console.
+    """
+    if not result.get(FINAL_KEY):
+        return "PRUNED", None
+    values = [result.get(m) for m in metrics]
+    if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+        return "COMPLETE", None
+    return "FAIL", f"non-finite {metrics}: {values}"
+
+
 def error_reason(trial) -> str | None:
     """The last line of a failed Ray trial's traceback: the exception and its message."""
     path = getattr(trial, "error_file", None)
@@ -105,11 +120,6 @@ class StudySearcher(OptunaSearch):
         # cloudpickle: the cost function may be a closure or lambda, which plain pickle refuses.
         with open(checkpoint_path, "wb") as f:
             cloudpickle.dump(self.__dict__.copy(), f)
-
-    def trial_number(self, trial_id: str) -> int | None:
-        """The Optuna trial number behind a Ray trial id."""
-        trial = self._ot_trials.get(trial_id)
-        return None if trial is None else trial.number
 
     def _study_is_full(self) -> bool:
         """Whether the study (all drivers together) already has its trials trained or running."""
@@ -192,15 +202,15 @@ class StudySearcher(OptunaSearch):
             finals = {k: float(v) for k, v in trial_metrics(result).items() if isinstance(v, int | float)}
             ot_trial.set_user_attr("final_metrics", {k: v for k, v in finals.items() if math.isfinite(v)})
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        values = [result.get(m) for m in metrics]
-        finite = all(v is not None and math.isfinite(v) for v in values)
+        state, reason = final_state(result, metrics)
         if error:
             # Ray tells the searcher before its callbacks, which know the exception: wait for it.
             self._failed[trial_id] = ot_trial
-        elif result.get(FINAL_KEY) and not finite:
-            ot_trial.set_user_attr("fail_reason", f"non-finite {metrics}: {values}")
+        elif state == "FAIL":
+            ot_trial.set_user_attr("fail_reason", reason)
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-        elif result.get(FINAL_KEY):
+        elif state == "COMPLETE":
+            values = [result[m] for m in metrics]
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
         else:
             # Stopped by the scheduler, whose stopping result never reached on_trial_result: record

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from automix.config import ConfigError
-from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason, trial_metrics
+from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason, final_state, trial_metrics
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -210,14 +210,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = dict(trial.last_result or {})
-        if not result.get(FINAL_KEY):
-            self._finish(trial, result, "PRUNED")
-            return
-        values = [result.get(m) for m in self.metrics]
-        if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-            self._finish(trial, result, "COMPLETE")
-        else:  # the searcher records it FAIL too
-            self._finish(trial, result, "FAIL", f"non-finite {self.metrics}: {values}")
+        self._finish(trial, result, *final_state(result, self.metrics))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, dict(trial.last_result or {}), "FAIL", error_reason(trial))
