@@ -5,13 +5,27 @@ result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
 result = automix.search(my_objective, automix.SearchSpace({...}), n_trials=20)
 """
 
-from automix.config import ConfigError, SearchConfig, StudyConfig, load_config
-from automix.objective import Reporter, TrainerObjective
-from automix.search import SearchResult, search
-from automix.space import SearchSpace, load_space
-from automix.transfer import transfer
-from automix.verify import verify_transfer
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports
+# `automix.trainable`, and must not pay for MLflow, the samplers and the μP tools on the way.
+_EXPORTS = {
+    "ConfigError": "automix.config",
+    "SearchConfig": "automix.config",
+    "StudyConfig": "automix.config",
+    "load_config": "automix.config",
+    "Reporter": "automix.objective",
+    "TrainerObjective": "automix.objective",
+    "SearchResult": "automix.search",
+    "search": "automix.search",
+    "SearchSpace": "automix.space",
+    "load_space": "automix.space",
+    "transfer": "automix.transfer",
+    "verify_transfer": "automix.verify",
+}
 __all__ = [
     "ConfigError",
     "Reporter",
@@ -26,3 +40,19 @@ __all__ = [
     "transfer",
     "verify_transfer",
 ]
+
+if TYPE_CHECKING:
+    from automix.config import ConfigError, SearchConfig, StudyConfig, load_config
+    from automix.objective import Reporter, TrainerObjective
+    from automix.search import SearchResult, search
+    from automix.space import SearchSpace, load_space
+    from automix.transfer import transfer
+    from automix.verify import verify_transfer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'automix' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -7,6 +7,7 @@ from) plus how to search (`search`) and where to track (`tracking`). Every failu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,17 @@ class StudyConfig(_Strict):
         return TrainConfig.model_validate(fields)
 
 
+def default_cache_dir() -> Path:
+    """Where content-keyed caches live unless `data.cache_dir` says otherwise.
+
+    One folder per user, shared by every study ($AUTOMIX_CACHE, else $XDG_CACHE_HOME/automix, else
+    ~/.cache/automix): a corpus is tokenized once per content hash, not once per work directory.
+    """
+    if os.environ.get("AUTOMIX_CACHE"):
+        return Path(os.environ["AUTOMIX_CACHE"]).expanduser().resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser().resolve() / "automix"
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -151,8 +163,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     raw.setdefault("data", {}).setdefault("cache_dir", None)
     if raw["data"]["cache_dir"] is None:
-        work = raw.get("work_dir") or str(Path("runs") / str(raw.get("study", "study")))
-        raw["data"]["cache_dir"] = str(Path(work) / "cache")
+        raw["data"]["cache_dir"] = str(default_cache_dir())
     _resolve_paths(raw)
     try:
         return StudyConfig.model_validate(raw)

@@ -10,7 +10,8 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.table import Table
 
-from automix.searcher import TRIAL_KEY, final_state
+from automix.searcher import final_state
+from automix.trainable import TRIAL_KEY
 
 # Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,52 +21,20 @@ from pydantic import ValidationError
 from ray import tune
 
 from automix.config import ConfigError, SearchConfig, StudyConfig, format_validation_error
-from automix.objective import Objective, Reporter, TrainerObjective, cpu_threads
+from automix.objective import Objective, TrainerObjective, cpu_threads
 from automix.progress import ProgressCallback
 from automix.results import SearchResult, collect
 from automix.samplers import grid_size, make_sampler
 from automix.schedulers import TokenBudget, make_scheduler
-from automix.searcher import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, FailureCallback, StudySearcher
+from automix.searcher import FailureCallback, StudySearcher
 from automix.space import SearchSpace, load_space
 from automix.study import check_study, open_study_storage, prepare_study
 from automix.tracking import MlflowTrialCallback, Tracker, check_tracking_uri, default_tracking_uri, flatten
+from automix.trainable import make_trainable
 from trainer.config import TrainConfig
 from trainer.data import CorpusError, prepare
 
 log = logging.getLogger(__name__)
-
-
-def _ship_by_value(objective: Objective) -> None:
-    """Let Ray workers unpickle a user's objective whose module they cannot import.
-
-    cloudpickle pickles functions by reference to their module; a module from a user's script
-    folder or a test directory is not on the workers' path, so send its code along instead.
-    """
-    module = sys.modules.get(getattr(objective, "__module__", "") or "")
-    path = getattr(module, "__file__", None) or ""
-    if module is None or module.__name__ == "__main__" or "-packages" in path or module.__name__.startswith("automix"):
-        return
-    ray.cloudpickle.register_pickle_by_value(module)
-
-
-def make_trainable(objective: Objective):
-    """Wrap `objective(params, report)` as a Ray Tune function trainable."""
-    _ship_by_value(objective)
-
-    def trainable(config: dict[str, Any]) -> None:
-        params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, REQUEUED_KEY)}
-        # Which Ray node runs the trial (Ray adds node_ip, which loopback or NAT nodes can share).
-        node = {"node_id": ray.get_runtime_context().get_node_id()}
-
-        def sink(metrics: dict) -> None:
-            tune.report({**metrics, **node})
-
-        reporter = Reporter(config.get(TRIAL_KEY), sink=sink, requeued_from=config.get(REQUEUED_KEY))
-        final = objective(params, reporter)
-        # The final result carries FINAL_KEY: how the searcher tells "finished" from "stopped".
-        sink({**reporter.last, **final, FINAL_KEY: 1.0})
-
-    return trainable
 
 
 @dataclass

@@ -31,9 +31,8 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-TRIAL_KEY = "__automix_trial"
-REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
-FINAL_KEY = "automix_final"
+from automix.trainable import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY
+
 COST_KEYS = ("tokens", "wall_time_s")
 NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
 MAX_REJECTIONS = 1000

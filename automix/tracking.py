@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 import urllib.request
 from collections import deque
@@ -18,13 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from automix.config import ConfigError
-from automix.searcher import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason, final_state, trial_metrics
+from automix.config import ConfigError, default_cache_dir
+from automix.searcher import NODE_KEYS, error_reason, final_state, trial_metrics
+from automix.trainable import FINAL_KEY, TRIAL_KEY
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -34,6 +39,33 @@ _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_
 def default_tracking_uri(work_dir: Path) -> str:
     """Embedded sqlite store in the work directory (MLflow 3 refuses a bare ./mlruns file store)."""
     return f"sqlite:///{work_dir / 'mlflow.db'}"
+
+
+def seed_sqlite_store(uri: str) -> None:
+    """Give a new sqlite tracking store MLflow's schema by copying an empty, migrated one.
+
+    MLflow builds a new store by running each of its alembic migrations (~2 s, most of a small
+    search's start-up); the result is the same for every store of one MLflow version, so it is
+    built once per version in the cache and copied. Existing stores and other URIs are left alone.
+    """
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not uri.startswith("sqlite:///") or path.exists() or not path.parent.is_dir():
+        return
+    template = default_cache_dir() / "mlflow" / f"empty-store-{mlflow.__version__}.db"
+    if not template.is_file():
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables  # what SqlAlchemyStore runs on an empty db
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=template.parent, suffix=".db")
+        os.close(fd)
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.replace(tmp, template)  # atomic: a concurrent search sees no template or a whole one
+    shutil.copyfile(template, path)
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
@@ -76,6 +108,7 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        seed_sqlite_store(uri)
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)

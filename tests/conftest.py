@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,14 @@ from trainer.config import TrainConfig
 
 AR_WORDS = "السلام عليكم في المدينة الكبيرة قال الرئيس إن الحكومة ستعمل على تحسين الاقتصاد".split()
 EN_WORDS = "the quick brown fox jumps over a lazy dog while the market rallied after news".split()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """One automix cache (token arrays, MLflow's empty store) per test session, not the user's."""
+    os.environ["AUTOMIX_CACHE"] = str(tmp_path_factory.mktemp("automix-cache"))
+    yield
+    os.environ.pop("AUTOMIX_CACHE", None)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from automix.cli import main
-from automix.config import load_config
+from automix.config import default_cache_dir, load_config
 
 
 def _fails(capsys, args, *needles) -> str:
@@ -59,7 +59,7 @@ def test_unknown_space_param(study_yaml, capsys, tmp_path):
 def test_overrides_are_typed_and_paths_absolute(study_yaml):
     cfg = load_config(study_yaml(), ["search.n_trials=5", "optim.learning_rate=1e-2", "model.parametrization=sp"])
     assert cfg.search.n_trials == 5 and cfg.optim.learning_rate == 0.01 and cfg.model.parametrization == "sp"
-    assert Path(cfg.data.target).is_absolute() and Path(cfg.data.cache_dir).parent == cfg.work_path
+    assert Path(cfg.data.target).is_absolute() and Path(cfg.data.cache_dir) == default_cache_dir()
 
 
 def test_impossible_train_token_cap(study_yaml, capsys, tmp_path):

@@ -1,0 +1,53 @@
+"""The Ray Tune side of a trial: an objective wrapped as a function trainable, and the keys it shares.
+
+This is the only automix module a Ray worker imports (with `automix.objective` and the trainer),
+so it stays free of Optuna samplers, MLflow and the driver's bookkeeping: a worker's first trial
+starts after ~1 s of imports instead of ~3.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import ray
+from ray import tune
+
+from automix.objective import Objective, Reporter
+
+TRIAL_KEY = "__automix_trial"
+REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
+FINAL_KEY = "automix_final"
+
+
+def _ship_by_value(objective: Objective) -> None:
+    """Let Ray workers unpickle a user's objective whose module they cannot import.
+
+    cloudpickle pickles functions by reference to their module; a module from a user's script
+    folder or a test directory is not on the workers' path, so send its code along instead.
+    """
+    module = sys.modules.get(getattr(objective, "__module__", "") or "")
+    path = getattr(module, "__file__", None) or ""
+    if module is None or module.__name__ == "__main__" or "-packages" in path or module.__name__.startswith("automix"):
+        return
+    ray.cloudpickle.register_pickle_by_value(module)
+
+
+def make_trainable(objective: Objective):
+    """Wrap `objective(params, report)` as a Ray Tune function trainable."""
+    _ship_by_value(objective)
+
+    def trainable(config: dict[str, Any]) -> None:
+        params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, REQUEUED_KEY)}
+        # Which Ray node runs the trial (Ray adds node_ip, which loopback or NAT nodes can share).
+        node = {"node_id": ray.get_runtime_context().get_node_id()}
+
+        def sink(metrics: dict) -> None:
+            tune.report({**metrics, **node})
+
+        reporter = Reporter(config.get(TRIAL_KEY), sink=sink, requeued_from=config.get(REQUEUED_KEY))
+        final = objective(params, reporter)
+        # The final result carries FINAL_KEY: how the searcher tells "finished" from "stopped".
+        sink({**reporter.last, **final, FINAL_KEY: 1.0})
+
+    return trainable
