@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,13 @@ def _ray_init(work_dir: Path, address: str | None) -> bool:
         return False
     temp_dir = work_dir / "ray_tmp"
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
-    if address is None and len(str(temp_dir)) <= 40:
-        kwargs["_temp_dir"] = str(temp_dir)
+    if address is None:
+        # Workers Ray starts ahead of time import the trainer while the driver sets up, instead of
+        # when the first trial lands on them (~1.5 s of torch and μP imports per worker).
+        kwargs["_system_config"] = {"preload_python_modules": ["automix.trainable"]}
+        # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
+        if len(str(temp_dir)) <= 40:
+            kwargs["_temp_dir"] = str(temp_dir)
     ray.init(address=address, **kwargs)
     return True
 
@@ -161,6 +166,7 @@ def search(
         Path(work_dir).resolve() if work_dir else (config.work_path if config else Path("runs", study_name).resolve())
     )
     created = not work.exists()
+    started_ray = False
     try:
         plan = _plan(objective, space, config, search_cfg, work, cost)
         storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
@@ -177,10 +183,17 @@ def search(
         if plan.data_check is not None:
             # Corpora readable, U available, auxiliary enough for the largest r·T; warms the cache.
             prepare(plan.data_check)
-        state = prepare_study(ot_storage, study_name, search_cfg, join)
         experiment = (config.tracking.experiment if config else None) or study_name
-        tracker = Tracker(tracking_uri, experiment, work / "mlartifacts")
+        # Ray's start is mostly waiting on its processes (and releases the GIL): open the study and
+        # the MLflow store meanwhile. ray.init itself must stay on the main thread.
+        with ThreadPoolExecutor(1) as pool:
+            study_opening = pool.submit(prepare_study, ot_storage, study_name, search_cfg, join)
+            tracker_opening = pool.submit(Tracker, tracking_uri, experiment, work / "mlartifacts")
+            started_ray = _ray_init(work, address)
+            state, tracker = study_opening.result(), tracker_opening.result()
     except (ConfigError, CorpusError):
+        if started_ray:
+            ray.shutdown()
         if created:
             shutil.rmtree(work, ignore_errors=True)  # nothing half-written
         raise
@@ -208,7 +221,6 @@ def search(
         target=search_cfg.n_trials,
     )
     budget = TokenBudget(search_cfg.max_total_tokens, already_spent=state.tokens_spent)
-    started_ray = _ray_init(work, address)
     status = "FAILED"
     try:
         if state.remaining > 0 and not budget.stop_all():
