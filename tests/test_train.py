@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from trainer.checkpoint import load_checkpoint
 from trainer.data import load_datasets
-from trainer.train import StopTraining, TrainingDiverged, run, wsd_schedule
+from trainer.train import LossReader, StopTraining, TrainingDiverged, run, wsd_schedule
 
 
 @pytest.fixture
@@ -139,3 +140,22 @@ def test_divergence_stops_the_run_early(small):
     with pytest.raises(TrainingDiverged) as err:
         run(cfg)
     assert "spiked" in str(err.value) or "inf" in str(err.value) or "nan" in str(err.value)
+
+
+def test_losses_read_in_batches_are_checked_like_losses_read_every_step():
+    values = [2.0, 1.9, 1.8, 1.7, 30.0, 1.6]  # spikes at step 4
+
+    def feed(every: int) -> tuple[dict, str | None]:
+        progress = {"ema": None, "best_ema": math.inf, "loss_sum": 0.0, "batches": 0}
+        reader = LossReader(progress, warmup=2, factor=1.5, every=every)
+        try:
+            for step, value in enumerate(values):
+                reader.add(step, torch.tensor(value))
+            reader.flush()
+        except TrainingDiverged as e:
+            return progress, str(e)
+        return progress, None
+
+    every_step, batched = feed(1), feed(4)  # CPU reads every step; CUDA in batches
+    assert batched == every_step
+    assert every_step[1] is not None and "at step 4" in every_step[1] and every_step[0]["batches"] == 4

@@ -144,4 +144,6 @@ def build_optimizer(model: Transformer, cfg: OptimConfig) -> torch.optim.Optimiz
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return mup.MuAdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    # On CUDA one fused kernel updates every parameter (PyTorch's foreach default launches several per group).
+    fused = {"fused": True} if decay and decay[0].is_cuda else {}
+    return mup.MuAdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **fused)

@@ -104,20 +104,48 @@ def _fresh_progress(config: TrainConfig) -> dict:
     }
 
 
-def _check_divergence(progress: dict, loss_value: float, warmup: int, factor: float) -> None:
+def _check_divergence(progress: dict, loss_value: float, step: int, warmup: int, factor: float) -> None:
     """Stop a run whose loss is non-finite or has spiked well above its best, before it wastes its budget."""
-    step = progress["step"]
     if not math.isfinite(loss_value):
-        raise TrainingDiverged(f"training loss is {loss_value} at step {step} ({progress['tokens']} tokens)")
+        raise TrainingDiverged(f"training loss is {loss_value} at step {step}")
     ema = loss_value if progress["ema"] is None else 0.9 * progress["ema"] + 0.1 * loss_value
     progress["ema"] = ema
     if step >= warmup:
         if ema > factor * progress["best_ema"]:
             raise TrainingDiverged(
-                f"training loss spiked to {ema:.3f}, {factor:g}× its best {progress['best_ema']:.3f}, "
-                f"at step {step} ({progress['tokens']} tokens)"
+                f"training loss spiked to {ema:.3f}, {factor:g}× its best {progress['best_ema']:.3f}, at step {step}"
             )
         progress["best_ema"] = min(progress["best_ema"], ema)
+
+
+class LossReader:
+    """Reads step losses back from the device in batches of `every` and checks them for divergence.
+
+    On CUDA a per-step `loss.item()` makes the host wait for the GPU at every step, so the next
+    step's kernels cannot be queued ahead; reading every 32 steps keeps the GPU fed. The checks see
+    the same values in the same order either way, only up to `every` - 1 steps later. CPU: every step.
+    """
+
+    def __init__(self, progress: dict, warmup: int, factor: float, every: int):
+        self.progress, self.warmup, self.factor, self.every = progress, warmup, factor, every
+        self._pending: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self._pending.append((step, loss.detach()))
+        if len(self._pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read every pending loss, add it to the running sums and check it, oldest first."""
+        if not self._pending:
+            return
+        steps = [s for s, _ in self._pending]
+        values = torch.stack([v.float() for _, v in self._pending]).tolist()
+        self._pending.clear()
+        for step, value in zip(steps, values, strict=True):
+            _check_divergence(self.progress, value, step, self.warmup, self.factor)
+            self.progress["loss_sum"] += value
+            self.progress["batches"] += 1
 
 
 def _finished(config: TrainConfig) -> RunResult | None:
@@ -162,6 +190,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
             break
 
     stopped = False
+    losses = LossReader(progress, warmup, config.divergence_factor, every=1 if device.type == "cpu" else 32)
     start = time.perf_counter() - progress["elapsed"]
     model.train()
     while progress["step"] < n_steps:
@@ -170,8 +199,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         x, y = (t.to(device, non_blocking=True) for t in data.stream.batch(step))
         with autocast():
             _, loss = model(x, y)
-        loss_value = loss.item()
-        _check_divergence(progress, loss_value, warmup, config.divergence_factor)
+        losses.add(step, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip > 0:
@@ -180,12 +208,11 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         scheduler.step()
         progress["step"] = step + 1
         progress["tokens"] += x.numel()
-        progress["loss_sum"] += loss_value
-        progress["batches"] += 1
         tokens = progress["tokens"]
         if tokens < progress["next_eval"] and step < n_steps - 1:
             progress["compute_s"] = progress.get("compute_s", 0.0) + time.perf_counter() - step_start
             continue
+        losses.flush()  # evaluations and checkpoints see every step's loss
         progress["next_eval"] = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
         model.eval()
         metrics = {

@@ -1,0 +1,158 @@
+"""Search efficiency on the real task: tokens until the best-so-far loss is within 0.5% of a grid's best.
+
+    # 1. the exhaustive grid: real trainer runs of examples/ar_en_cpu.yaml (~30 min on 2 cores)
+    .venv/bin/automix search examples/ar_en_cpu.yaml study=real_grid work_dir=runs/real_grid \\
+        search.space=benchmarks/spaces/real_grid.yaml search.sampler=grid search.n_trials=96 search.scheduler=none
+    # 2. the comparison (~5 min)
+    .venv/bin/python benchmarks/search_efficiency.py [--grid runs/real_grid] [--seeds 10] [--trials 40]
+
+Every search here is a real `automix.search` (Ray Tune, the Optuna sampler, ASHA, an Optuna study)
+whose objective *replays* the grid: a trial's params pick a grid point, and the trial reports that
+point's recorded learning curve (target_val_loss at each evaluation, step = tokens) and returns its
+final loss. The trainer is deterministic (same seed and config => same losses), so a replayed trial
+reports exactly what training it again would, and ASHA stops it at the same rung. The space is the
+grid's index per axis (integers), so every sampler searches exactly the grid's points.
+
+Cost = tokens the trials trained (a stopped trial: up to its last report). Printed per method: median
+over seeds of the tokens spent until a finished trial is within 0.5% of the grid's best, that cost as
+a share of the exhaustive grid's tokens (the grid must run every point to know its best), and how many
+seeds got there within `--trials`. Trials run one at a time, so "until" is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+
+import optuna
+import optuna.distributions as od
+import ray
+from _common import ROOT, machine, print_table
+from optuna.trial import TrialState
+
+from automix.search import search
+from automix.space import SearchSpace, load_space
+
+TOLERANCE = 0.005
+METRIC = "target_val_loss"
+# (label, sampler, scheduler): automix's defaults, random search, and random search with ASHA.
+METHODS = (
+    ("automix default: gp + asha", "gp", "asha"),
+    ("random", "random", "none"),
+    ("random + asha", "random", "asha"),
+)
+
+
+class GridReplay:
+    """Objective that replays the grid's recorded curves; params are grid indices per axis."""
+
+    def __init__(self, axes: dict[str, list], curves: dict[tuple[int, ...], list[tuple[int, float]]]):
+        self.axes = axes
+        self.curves = curves
+
+    def __call__(self, params: dict, report) -> dict[str, float]:
+        curve = self.curves[tuple(int(params[name]) for name in self.axes)]
+        for tokens, loss in curve:
+            report({"tokens": tokens, METRIC: loss})
+        tokens, loss = curve[-1]
+        return {"tokens": tokens, METRIC: loss}
+
+
+def load_grid(work: Path, space_path: Path) -> tuple[dict[str, list], dict, float, float]:
+    """The grid's axes, each point's curve [(tokens, loss), ...], its best loss and its total tokens."""
+    space = load_space(space_path)
+    axes = {name: list(values) for name, values in space.grid.items()}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    curves = {}
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        index = tuple(_nearest(values, trial.params[name]) for name, values in axes.items())
+        tokens = int(trial.user_attrs["tokens"])
+        steps = [(int(s), float(v)) for s, v in sorted(trial.intermediate_values.items()) if s < tokens]
+        curves[index] = [*steps, (tokens, float(trial.value))]
+    expected = math.prod(len(v) for v in axes.values())
+    if len(curves) != expected:
+        raise SystemExit(f"{work}: {len(curves)} finished grid points of {expected}; run the grid first (see --help)")
+    best = min(c[-1][1] for c in curves.values())
+    total = sum(c[-1][0] for c in curves.values())
+    return axes, curves, best, total
+
+
+def _nearest(values: list, value: float) -> int:
+    return min(range(len(values)), key=lambda i: abs(math.log(values[i] + 1e-9) - math.log(value + 1e-9)))
+
+
+def tokens_to_target(result, target: float) -> float:
+    """Tokens trained by trials 0..k, where k is the first finished trial within the target (inf if none)."""
+    spent = 0.0
+    for trial in sorted(result.study.trials, key=lambda t: t.number):
+        spent += trial.user_attrs.get("tokens", 0.0)
+        if trial.state == TrialState.COMPLETE and trial.value <= target:
+            return spent
+    return math.inf
+
+
+def grid_order_cost(curves: dict, work: Path, target: float) -> float:
+    """Tokens the grid itself spent, in the order it ran, until a point within the target finished."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    spent = 0.0
+    for trial in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start):
+        spent += trial.user_attrs.get("tokens", 0.0)
+        if trial.state == TrialState.COMPLETE and trial.value <= target:
+            return spent
+    return math.inf
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", type=Path, default=ROOT / "runs" / "real_grid", help="work dir of the grid study")
+    parser.add_argument("--space", type=Path, default=ROOT / "benchmarks" / "spaces" / "real_grid.yaml")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=40, help="trials per search")
+    args = parser.parse_args()
+    axes, curves, best, total = load_grid(args.grid, args.space)
+    target = best * (1 + TOLERANCE)
+    near = sum(c[-1][1] <= target for c in curves.values())
+    space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
+    replay = GridReplay(axes, curves)
+    largest = max(c[-1][0] for c in curves.values())
+    # As in examples/ar_en_cpu.yaml: ASHA's first rung at 2 evaluations (500k tokens), max_t the largest trial.
+    fixed = {"grace_tokens": 500_000, "max_train_tokens": largest, "concurrency": 1, "n_trials": args.trials}
+    print(f"{machine()}; grid {args.grid}: {len(curves)} points, {total / 1e6:.1f}M tokens, best {best:.4f}, ")
+    print(f"target <= {target:.4f} (best + {100 * TOLERANCE:.1f}%): {near} of {len(curves)} points qualify")
+    ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
+    rows = []
+    for label, sampler, scheduler in METHODS:
+        costs = []
+        for seed in range(args.seeds):
+            work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
+            result = search(
+                replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
+                sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
+            )  # fmt: skip
+            costs.append(tokens_to_target(result, target))
+        hits = [c for c in costs if math.isfinite(c)]
+        median = statistics.median(costs)
+        rows.append(
+            (label, f"{len(hits)}/{len(costs)}", f"{median / 1e6:.1f}M", f"{100 * median / total:.1f}%")
+            if math.isfinite(median)
+            else (label, f"{len(hits)}/{len(costs)}", "not reached", "-")
+        )
+    ray.shutdown()
+    in_order = grid_order_cost(curves, args.grid, target)
+    rows.append(("grid, in the order it ran", "1/1", f"{in_order / 1e6:.1f}M", f"{100 * in_order / total:.1f}%"))
+    rows.append(("grid, exhaustive (knows its best)", "-", f"{total / 1e6:.1f}M", "100%"))
+    print_table(
+        f"tokens until best-so-far <= grid best + 0.5% ({args.seeds} seeds, <= {args.trials} trials each)",
+        ["method", "seeds reaching it", "median tokens", "share of the grid's tokens"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
