@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from automix.config import ConfigError, load_config
-from automix.tracking import check_tracking_uri, default_tracking_uri
 from trainer.data import CorpusError
 
 EXIT_USAGE = 2
@@ -25,6 +24,7 @@ EXIT_USAGE = 2
 def _search(args: argparse.Namespace) -> int:
     from automix.progress import print_summary
     from automix.search import search
+    from automix.tracking import default_tracking_uri
 
     config = load_config(args.config, args.overrides)
     result = search(config, resume=args.resume, join=args.join, address=args.address, storage=args.storage)
@@ -58,6 +58,8 @@ def _is_server(uri: str) -> bool:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from automix.tracking import check_tracking_uri, default_tracking_uri
+
     if args.tracking_uri:
         uri = args.tracking_uri
     elif args.config:

@@ -9,6 +9,12 @@ schedule, data, divergence check; one validation window at the end), tokens / wa
 tanh-GELU, untied head, SDPA attention, dropout 0; GPT-2 keeps its linear biases, ours has none)
 with `torch.optim.AdamW`. Runs alternate ours/theirs within each repeat, so drifting machine load
 hits both; the table gives medians and the ratio of medians.
+
+    .venv/bin/python benchmarks/throughput.py --device cuda [--peak-tflops 989]
+
+On a GPU: the trainer alone at ~150M parameters (w1024, d12, 16 heads, seq 1024, batch 32; bf16
+autocast, fused AdamW, SDPA), tokens/s and model FLOPs utilisation: 6·N matmul FLOPs per token plus
+attention's 12·depth·seq·width (PaLM, appendix B) over the GPU's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -29,19 +35,24 @@ from trainer.train import run
 
 # name -> (width, depth, heads, steps per measurement)
 SIZES = {"proxy (w64, d2)": (64, 2, 4, 120), "w256, d4": (256, 4, 4, 20)}
+# Dense bf16 peak FLOP/s by device name (NVIDIA data sheets); the first match wins.
+PEAK_BF16 = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("A100", 312e12), ("L4", 121e12))
 
 
-def train_config(width: int, depth: int, heads: int, steps: int, threads: int) -> TrainConfig:
+def train_config(
+    width: int, depth: int, heads: int, steps: int, threads: int, extra: tuple[str, ...] = (), batch: int = 16 * 128
+) -> TrainConfig:
     """The example's data and optimiser at this shape, `steps` batches of pure target text, no checkpoints."""
     overrides = [
         f"model.width={width}",
         f"model.depth={depth}",
         f"model.n_heads={heads}",
         "budget.mode=fixed_tokens",
-        f"budget.train_tokens={steps * 16 * 128}",
+        f"budget.train_tokens={steps * batch}",
         "budget.mix_ratio=0.0",
         "data.valid_tokens=129",  # one validation window: the final evaluation costs ~nothing
         "eval_every_tokens=1000000000000",
+        *extra,
     ]
     config = study_config("bench_throughput", overrides, fresh=False).base_train_config()
     return config.model_copy(update={"threads": threads, "checkpoint_every_tokens": None})
@@ -84,11 +95,45 @@ def measure(impl: str, config: TrainConfig, data: Datasets) -> float:
     return hugging_face(config, data.stream, data.tokenizer.vocab_size)
 
 
+def flops_per_token(config: TrainConfig, vocab_size: int) -> float:
+    """Training FLOPs per token: 6 per matmul weight (embedding lookups are not matmuls) plus attention."""
+    model = build_model(config.model, vocab_size, config.data.seq_len, init=False)
+    matmul = sum(p.numel() for name, p in model.named_parameters() if p.dim() == 2 and not name.startswith("wpe"))
+    matmul -= model.wte.weight.numel()
+    m = config.model
+    return 6 * matmul + 12 * m.depth * config.data.seq_len * m.width
+
+
+def gpu(args: argparse.Namespace) -> None:
+    """Tokens/s and MFU of the trainer at ~150M parameters on the GPU."""
+    name = torch.cuda.get_device_name()
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else next((p for k, p in PEAK_BF16 if k in name), None)
+    seq, batch = 1024, 32
+    extra = ("model.base_width=256", f"data.seq_len={seq}", f"optim.batch_size={batch}", "device=cuda")
+    config = train_config(1024, 12, 16, args.steps, 1, extra, batch=batch * seq)
+    vocab = load_datasets(config).tokenizer.vocab_size
+    run(config.model_copy(update={"budget": config.budget.model_copy(update={"train_tokens": 5 * batch * seq})}))
+    speed = ours(config)  # after a warm-up run: kernels chosen, allocator warm
+    flops = flops_per_token(config, vocab)
+    mfu = f"{100 * speed * flops / peak:.1f}%" if peak else "- (give --peak-tflops)"
+    print(f"{machine()}; {name}; {args.steps} steps of {batch} x {seq} tokens, bf16 autocast, fused AdamW, SDPA")
+    print_table(
+        "trainer on the GPU",
+        ["size", "tokens/s", "GFLOP/token", "MFU"],
+        [("~150M (w1024, d12, seq 1024)", f"{speed:,.0f}", f"{flops / 1e9:.2f}", mfu)],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a search trial gets 1 per CPU)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--steps", type=int, default=50, help="GPU: measured steps")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="GPU: dense bf16 peak, if not in the table")
     args = parser.parse_args()
+    if args.device == "cuda":
+        return gpu(args)
     torch.set_num_threads(args.threads)
     configs = {name: train_config(*shape, args.threads) for name, shape in SIZES.items()}
     data = {name: load_datasets(c) for name, c in configs.items()}
