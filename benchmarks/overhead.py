@@ -1,9 +1,12 @@
 """Orchestration overhead of a CPU search: the share of wall time not spent training or evaluating.
 
-    flock /tmp/automix-cpu.lock .venv/bin/python benchmarks/overhead.py [--trials 12] [key=value ...]
+    flock /tmp/automix-cpu.lock .venv/bin/python benchmarks/overhead.py [--trials 12] [--cold] [key=value ...]
 
-Runs `examples/ar_en_cpu.yaml` (12 trials, 2 at a time, 1 CPU each, GP + ASHA) in runs/bench_overhead
-with a driver-side Ray Tune callback that timestamps each trial's start and end. The trainer reports
+Runs `examples/ar_en_cpu.yaml` (12 trials, 2 at a time, 1 CPU each, GP + ASHA) in a fresh work dir,
+runs/bench_overhead, with a driver-side Ray Tune callback that timestamps each trial's start and end.
+By default the user's automix cache is used as any search would find it (token arrays of the shared
+corpora and MLflow's empty store made by an earlier search); `--cold` starts from an empty cache, as
+the very first search on a machine does. The trainer reports
 `compute_time_s` (seconds inside training steps and evaluations), so
 
     overhead = 1 - sum(compute_time_s) / (concurrency x wall)
@@ -18,9 +21,10 @@ is the orchestration proper: the time during which no trial trains at all.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-from _common import machine, print_table, study_config
+from _common import ROOT, machine, print_table, study_config
 from ray import tune
 
 from automix.search import search
@@ -79,8 +83,11 @@ def training_time(timeline: Timeline) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--cold", action="store_true", help="start from an empty automix cache")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. budget.unique_tokens=50000")
     args = parser.parse_args()
+    if args.cold:
+        os.environ["AUTOMIX_CACHE"] = str(ROOT / "runs" / "bench_overhead" / "cache")  # emptied with the work dir
     config = study_config("bench_overhead", [f"search.n_trials={args.trials}", *args.overrides])
     concurrency = config.search.concurrency
     timeline = Timeline()
@@ -88,7 +95,8 @@ def main() -> None:
     wall = time.perf_counter() - timeline.t0
     parts = breakdown(timeline, wall, concurrency)
     slots = concurrency * wall
-    print(f"{machine()}; {len(timeline.end)} trials, concurrency {concurrency}, wall {wall:.1f} s")
+    cache = "empty cache (--cold)" if args.cold else "warm cache"
+    print(f"{machine()}; {len(timeline.end)} trials, concurrency {concurrency}, {cache}, wall {wall:.1f} s")
     rows = [(name, f"{s:.1f}", f"{100 * s / slots:.1f}%") for name, s in parts]
     rows.append(("total slot-seconds (concurrency x wall)", f"{slots:.1f}", "100%"))
     print_table("where the slot-seconds went", ["part", "slot-s", "share"], rows)

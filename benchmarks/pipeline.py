@@ -11,8 +11,10 @@ the time its batches take to assemble is set against its time in training steps.
 
 from __future__ import annotations
 
+import os
+
 import torch
-from _common import Clock, machine, print_table, study_config
+from _common import ROOT, Clock, machine, print_table, study_config
 
 from trainer.data import load_datasets, prepare
 from trainer.train import run
@@ -22,6 +24,7 @@ TRIAL = ["budget.epochs=4", "budget.mix_ratio=0.5", "data.valid_tokens=129", "ev
 
 def main() -> None:
     torch.set_num_threads(1)  # as a 1-CPU trial
+    os.environ["AUTOMIX_CACHE"] = str(ROOT / "runs" / "bench_pipeline" / "cache")  # emptied with the work dir
     config = study_config("bench_pipeline", TRIAL).base_train_config()
     clock = Clock()
     prepare(config)
