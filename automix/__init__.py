@@ -8,6 +8,8 @@ result = automix.search(my_objective, automix.SearchSpace({...}), n_trials=20)
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports
@@ -48,6 +50,22 @@ if TYPE_CHECKING:
     from automix.space import SearchSpace, load_space
     from automix.transfer import transfer
     from automix.verify import verify_transfer
+
+
+class _Package(types.ModuleType):
+    """Keeps `automix.search` and `automix.transfer` the functions once their submodules are imported.
+
+    Importing a submodule binds it on its package under its own name, which would shadow the
+    function of the same name exported here.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
