@@ -3,7 +3,9 @@
 The built-in `TrainerObjective` maps a trial's params onto a trainer config and trains; a user's
 own objective has the same shape and gets the same search, scheduling and tracking. `report` is a
 `Reporter`: call it with a metrics dict at each evaluation (include `tokens`, the scheduler's
-time axis); it also tells the objective which trial it is running.
+time axis, and optionally `progress`, the share of the planned training done: a trial whose last
+report says 1.0 counts as finished even if the scheduler stops it at that report); it also tells
+the objective which trial it is running.
 """
 
 from __future__ import annotations

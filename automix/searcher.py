@@ -3,9 +3,9 @@
 Stock OptunaSearch records a trial stopped by the scheduler as COMPLETE with its partial loss,
 so the sampler mistakes an early estimate for a final value; it also reports intermediate values
 at Ray's iteration count. This adapter:
-- marks a trial COMPLETE only if its objective returned (the final result carries `FINAL_KEY`),
-  PRUNED if the scheduler stopped it (its intermediate values stay), FAIL if it raised or its
-  value is not finite;
+- marks a trial COMPLETE only if it trained to its end (its objective returned: the final result
+  carries `FINAL_KEY`; or its last report said `progress` 1.0), PRUNED if the scheduler stopped it
+  earlier (its intermediate values stay), FAIL if it raised or its value is not finite;
 - reports intermediate values at step = tokens, the axis schedulers compare trials on;
 - tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
   carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
@@ -59,14 +59,20 @@ def trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in ray_keys}
 
 
+def finished(result: dict[str, Any]) -> bool:
+    """Whether a trial trained to its end: its objective returned (`FINAL_KEY`), or its last report
+    says `progress` 1.0 (a scheduler that stops a trial at that very report, e.g. ASHA at `max_t`,
+    keeps the objective's return from arriving, but the training was complete)."""
+    return bool(result.get(FINAL_KEY)) or float(result.get("progress", 0.0)) >= 1.0
+
+
 def final_state(result: dict[str, Any], metrics: list[str]) -> tuple[str, str | None]:
     """How a trial that ended without raising ends, and why if it failed.
 
-    COMPLETE when its objective returned finite metrics, FAIL when they are not finite, PRUNED when
-    the scheduler stopped it (its last result carries no `FINAL_KEY`). One rule for the study,
-    MLflow and the console.
+    COMPLETE when it trained to its end (`finished`) with finite metrics, FAIL when they are not
+    finite, PRUNED when the scheduler stopped it earlier. One rule for the study, MLflow and the console.
     """
-    if not result.get(FINAL_KEY):
+    if not finished(result):
         return "PRUNED", None
     values = [result.get(m) for m in metrics]
     if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
@@ -196,12 +202,16 @@ class StudySearcher(OptunaSearch):
         for key in COST_KEYS:
             if key in result:
                 ot_trial.set_user_attr(key, float(result[key]))
-        if result.get(FINAL_KEY):
+        if finished(result):
             # Every final metric (target_acc, aux_val_loss, ...), not only the searched one.
             finals = {k: float(v) for k, v in trial_metrics(result).items() if isinstance(v, int | float)}
             ot_trial.set_user_attr("final_metrics", {k: v for k, v in finals.items() if math.isfinite(v)})
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         state, reason = final_state(result, metrics)
+        if not error:
+            # A result the scheduler stopped the trial on never reached on_trial_result: record it
+            # (Optuna takes the last intermediate value as a pruned trial's value).
+            self.on_trial_result(trial_id, result)
         if error:
             # Ray tells the searcher before its callbacks, which know the exception: wait for it.
             self._failed[trial_id] = ot_trial
@@ -212,8 +222,5 @@ class StudySearcher(OptunaSearch):
             values = [result[m] for m in metrics]
             self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
         else:
-            # Stopped by the scheduler, whose stopping result never reached on_trial_result: record
-            # it, since Optuna takes the last intermediate value as a pruned trial's value.
-            self.on_trial_result(trial_id, result)
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)

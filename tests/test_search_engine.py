@@ -90,6 +90,28 @@ def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
             )
 
 
+def bowl_with_progress(params, report):
+    """`bowl` that also reports its progress, as the built-in trainer does."""
+    final = (params["x"] - 1) ** 2 + (params["y"] - 2) ** 2 + 1
+    for step in range(1, 5):
+        report({"tokens": 100 * step, "loss": final + 4.0 / step if step < 4 else final, "progress": step / 4})
+    return {"loss": final}
+
+
+def test_a_trial_stopped_at_its_last_report_is_complete(tmp_path):
+    # ASHA stops every trial that reaches max_t, here at its last report: before the objective returns.
+    result = run(
+        tmp_path, "end", bowl_with_progress, sampler="random", n_trials=6, scheduler="asha", grace_tokens=100,
+        reduction_factor=2, max_train_tokens=400,
+    )  # fmt: skip
+    ended = [t for t in result.study.trials if max(t.intermediate_values) == 400]
+    assert ended, "some trials must reach max_t"
+    for t in ended:
+        assert t.state == TrialState.COMPLETE
+        assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + (t.params["y"] - 2) ** 2 + 1)
+    assert all(t.state == TrialState.PRUNED for t in result.study.trials if max(t.intermediate_values) < 400)
+
+
 def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_path):
     first = run(tmp_path, "resume", n_trials=3)
     kept = {t.number: t.value for t in first.study.trials}

@@ -218,6 +218,7 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         metrics = {
             "tokens": tokens,
             "step": step + 1,
+            "progress": (step + 1) / n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
             "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
             "lr": config.optim.learning_rate * lr_factor(step),
             "train_loss": progress["loss_sum"] / progress["batches"],
