@@ -24,14 +24,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+from contextlib import nullcontext
 from pathlib import Path
+from unittest import mock
 
 import optuna
 import optuna.distributions as od
 import ray
-from _common import ROOT, machine, print_table
+from _common import EXAMPLE, ROOT, machine, print_table
 from optuna.trial import TrialState
 
+from automix.config import load_config
 from automix.search import search
 from automix.space import SearchSpace, load_space
 
@@ -40,6 +43,7 @@ METRIC = "target_val_loss"
 # (label, sampler, scheduler): automix's defaults, random search, and random search with ASHA.
 METHODS = (
     ("automix default: gp + asha", "gp", "asha"),
+    ("Optuna's stock GPSampler + asha", "stock-gp", "asha"),
     ("random", "random", "none"),
     ("random + asha", "random", "asha"),
 )
@@ -54,8 +58,8 @@ class GridReplay:
 
     def __call__(self, params: dict, report) -> dict[str, float]:
         curve = self.curves[tuple(int(params[name]) for name in self.axes)]
-        for tokens, loss in curve:
-            report({"tokens": tokens, METRIC: loss})
+        for i, (tokens, loss) in enumerate(curve, 1):
+            report({"tokens": tokens, METRIC: loss, "progress": i / len(curve)})
         tokens, loss = curve[-1]
         return {"tokens": tokens, METRIC: loss}
 
@@ -120,9 +124,15 @@ def main() -> None:
     near = sum(c[-1][1] <= target for c in curves.values())
     space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
     replay = GridReplay(axes, curves)
-    largest = max(c[-1][0] for c in curves.values())
-    # As in examples/ar_en_cpu.yaml: ASHA's first rung at 2 evaluations (500k tokens), max_t the largest trial.
-    fixed = {"grace_tokens": 500_000, "max_train_tokens": largest, "concurrency": 1, "n_trials": args.trials}
+    # As the example's own search plans it: ASHA's first rung at 2 evaluations, max_t = the largest T = E·U/(1-r).
+    example = load_config(EXAMPLE)
+    largest = int(example.budget.unique_tokens * max(axes["epochs"]) / (1 - max(axes["mix_ratio"])))
+    fixed = {
+        "grace_tokens": 2 * example.eval_every_tokens,
+        "max_train_tokens": largest,
+        "concurrency": 1,
+        "n_trials": args.trials,
+    }
     print(f"{machine()}; grid {args.grid}: {len(curves)} points, {total / 1e6:.1f}M tokens, best {best:.4f}, ")
     print(f"target <= {target:.4f} (best + {100 * TOLERANCE:.1f}%): {near} of {len(curves)} points qualify")
     ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
@@ -131,10 +141,12 @@ def main() -> None:
         costs = []
         for seed in range(args.seeds):
             work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
-            result = search(
-                replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
-                sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
-            )  # fmt: skip
+            stock = mock.patch("automix.search.make_sampler", lambda _name, _space, seed: optuna.samplers.GPSampler(seed=seed))
+            with stock if sampler == "stock-gp" else nullcontext():
+                result = search(
+                    replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
+                    sampler="gp" if sampler == "stock-gp" else sampler, scheduler=scheduler, seed=seed, **fixed,
+                )  # fmt: skip
             costs.append(tokens_to_target(result, target))
         hits = [c for c in costs if math.isfinite(c)]
         median = statistics.median(costs)
