@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any
 
 import optuna
 import optuna.distributions as od
-from optuna.trial import FrozenTrial, TrialState
 
 from automix.config import ConfigError
 from automix.space import SearchSpace
@@ -42,52 +39,6 @@ class SweepSampler(optuna.samplers.GridSampler):
         return None
 
 
-class _PrunedAsObserved:
-    """A study seen with its pruned trials as finished ones, valued at their last intermediate value."""
-
-    def __init__(self, study: optuna.Study):
-        self._study = study
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False) -> list[FrozenTrial]:
-        wanted = None if states is None else (*states, TrialState.PRUNED)
-        trials = self._study._get_trials(deepcopy=deepcopy, states=wanted, use_cache=use_cache)
-        return [_observed(t) if t.state == TrialState.PRUNED else t for t in trials if _usable(t)]
-
-
-def _usable(trial: FrozenTrial) -> bool:
-    return trial.state != TrialState.PRUNED or trial.value is not None  # a rejected suggestion has no value
-
-
-def _observed(trial: FrozenTrial) -> FrozenTrial:
-    seen = copy.copy(trial)
-    seen.state = TrialState.COMPLETE
-    return seen
-
-
-class PrunedAwareGPSampler(optuna.samplers.GPSampler):
-    """Optuna's GP sampler that also learns from trials a scheduler stopped.
-
-    The stock GP models COMPLETE trials only, so a region ASHA stopped early stays unknown and is
-    proposed again (measured on the real task: one stopped point re-proposed 16 times). Here a
-    pruned trial counts with its last intermediate value (Optuna's value for a pruned trial): a
-    partial run's loss, above what it would have finished at, so the model learns the region is at
-    least that bad, which is what the scheduler concluded. Single-objective studies only.
-    """
-
-    def infer_relative_search_space(self, study, trial):
-        return super().infer_relative_search_space(_observed_study(study), trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return super().sample_relative(_observed_study(study), trial, search_space)
-
-
-def _observed_study(study: optuna.Study):
-    return _PrunedAsObserved(study) if len(study.directions) == 1 else study
-
-
 def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     """Build the sampler called `name` for `space`."""
     if name == "tpe":
@@ -98,7 +49,7 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
     if name == "gp":
-        return PrunedAwareGPSampler(seed=seed)
+        return optuna.samplers.GPSampler(seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "botorch":

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-from contextlib import nullcontext
 from pathlib import Path
-from unittest import mock
 
 import optuna
 import optuna.distributions as od
@@ -43,7 +41,8 @@ METRIC = "target_val_loss"
 # (label, sampler, scheduler): automix's defaults, random search, and random search with ASHA.
 METHODS = (
     ("automix default: gp + asha", "gp", "asha"),
-    ("Optuna's stock GPSampler + asha", "stock-gp", "asha"),
+    ("gp, no scheduler", "gp", "none"),
+    ("gp + median stopping", "gp", "median"),
     ("random", "random", "none"),
     ("random + asha", "random", "asha"),
 )
@@ -118,6 +117,7 @@ def main() -> None:
     parser.add_argument("--space", type=Path, default=ROOT / "benchmarks" / "spaces" / "real_grid.yaml")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40, help="trials per search")
+    parser.add_argument("--methods", nargs="*", help="labels of METHODS to run (default: all)")
     args = parser.parse_args()
     axes, curves, best, total = load_grid(args.grid, args.space)
     target = best * (1 + TOLERANCE)
@@ -138,15 +138,15 @@ def main() -> None:
     ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
     rows = []
     for label, sampler, scheduler in METHODS:
+        if args.methods and label not in args.methods:
+            continue
         costs = []
         for seed in range(args.seeds):
             work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
-            stock = mock.patch("automix.search.make_sampler", lambda _name, _space, seed: optuna.samplers.GPSampler(seed=seed))
-            with stock if sampler == "stock-gp" else nullcontext():
-                result = search(
-                    replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
-                    sampler="gp" if sampler == "stock-gp" else sampler, scheduler=scheduler, seed=seed, **fixed,
-                )  # fmt: skip
+            result = search(
+                replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
+                sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
+            )  # fmt: skip
             costs.append(tokens_to_target(result, target))
         hits = [c for c in costs if math.isfinite(c)]
         median = statistics.median(costs)

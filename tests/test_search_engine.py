@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 import automix
 from automix.config import SAMPLERS, SearchConfig
-from automix.samplers import PrunedAwareGPSampler, make_sampler
+from automix.samplers import make_sampler
 from automix.space import parse_space
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
@@ -185,19 +185,3 @@ def test_custom_objective_example_finds_the_optimum(tmp_path):
 def test_search_config_rejects_mismatched_metric_and_mode():
     with pytest.raises(ValueError, match="metric and mode"):
         SearchConfig(metric=["a", "b"], mode="min")
-
-
-def test_gp_learns_from_pruned_trials():
-    # Three pruned trials and no finished one: the stock GP is still in its random start-up; ours models them.
-    study = optuna.create_study(sampler=PrunedAwareGPSampler(seed=0, n_startup_trials=3))
-    for x in (-3.0, 0.0, 3.0):
-        trial = study.ask(SPACE.distributions)
-        trial.report(x**2, step=100)
-        study.tell(trial, state=TrialState.PRUNED)
-    modelled = study.ask(SPACE.distributions)
-    assert any(key.startswith("gp:relative_params") for key in study.trials[modelled.number].system_attrs)
-    stock = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0, n_startup_trials=3))
-    for t in study.trials[:3]:
-        stock.add_trial(t)
-    number = stock.ask(SPACE.distributions).number
-    assert not any(key.startswith("gp:relative_params") for key in stock.trials[number].system_attrs)
