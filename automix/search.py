@@ -99,13 +99,9 @@ def _ray_init(work_dir: Path, address: str | None) -> bool:
         return False
     temp_dir = work_dir / "ray_tmp"
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address is None:
-        # Workers Ray starts ahead of time import the trainer while the driver sets up, instead of
-        # when the first trial lands on them (~1.5 s of torch and μP imports per worker).
-        kwargs["_system_config"] = {"preload_python_modules": ["automix.trainable"]}
-        # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
-        if len(str(temp_dir)) <= 40:
-            kwargs["_temp_dir"] = str(temp_dir)
+    # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
+    if address is None and len(str(temp_dir)) <= 40:
+        kwargs["_temp_dir"] = str(temp_dir)
     ray.init(address=address, **kwargs)
     return True
 
