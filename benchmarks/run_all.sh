@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run the performance benchmarks of issue 7 one after another and print their tables.
-#   bash benchmarks/run_all.sh            (from the repository root; about 15 minutes on 2 cores)
+#   bash benchmarks/run_all.sh            (from the repository root; ~35 minutes on 2 cores with the efficiency replay)
 # Takes /tmp/automix-cpu.lock for the whole run so that no other heavy job skews the timings.
 # The search-efficiency comparison replays an exhaustive grid of real trials; it runs when that grid
-# exists (runs/real_grid, ~30 minutes to make: the command is in benchmarks/search_efficiency.py).
+# exists (runs/real_grid, 41 minutes to make: the command is in benchmarks/search_efficiency.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -z "${AUTOMIX_BENCH_LOCKED:-}" ]]; then

@@ -1,9 +1,9 @@
 """Search efficiency on the real task: tokens until the best-so-far loss is within 0.5% of a grid's best.
 
-    # 1. the exhaustive grid: real trainer runs of examples/ar_en_cpu.yaml (~30 min on 2 cores)
+    # 1. the exhaustive grid: real trainer runs of examples/ar_en_cpu.yaml (41 min on 2 cores)
     .venv/bin/automix search examples/ar_en_cpu.yaml study=real_grid work_dir=runs/real_grid \\
         search.space=benchmarks/spaces/real_grid.yaml search.sampler=grid search.n_trials=96 search.scheduler=none
-    # 2. the comparison (~5 min)
+    # 2. the comparison (~3 min per method at 10 seeds)
     .venv/bin/python benchmarks/search_efficiency.py [--grid runs/real_grid] [--seeds 10] [--trials 40]
 
 Every search here is a real `automix.search` (Ray Tune, the Optuna sampler, ASHA, an Optuna study)
