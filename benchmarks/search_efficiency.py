@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import optuna
 import optuna.distributions as od
 import ray
 from _common import EXAMPLE, ROOT, machine, print_table
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from automix.config import load_config
 from automix.search import search
@@ -63,48 +64,37 @@ class GridReplay:
         return {"tokens": tokens, METRIC: loss}
 
 
-def load_grid(work: Path, space_path: Path) -> tuple[dict[str, list], dict, float, float]:
-    """The grid's axes, each point's curve [(tokens, loss), ...], its best loss and its total tokens."""
-    space = load_space(space_path)
-    axes = {name: list(values) for name, values in space.grid.items()}
+def grid_trials(work: Path) -> list[FrozenTrial]:
+    """The trials of the grid study in `work`, in the order they finished."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
     (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    return sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start)
+
+
+def load_grid(trials: list[FrozenTrial], space_path: Path) -> tuple[dict[str, list], dict, float, float]:
+    """The grid's axes, each point's curve [(tokens, loss), ...], its best loss and its total tokens."""
+    axes = {name: list(values) for name, values in load_space(space_path).grid.items()}
     curves = {}
-    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
-        index = tuple(_nearest(values, trial.params[name]) for name, values in axes.items())
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE:
+            continue
+        index = tuple(values.index(trial.params[name]) for name, values in axes.items())
         tokens = int(trial.user_attrs["tokens"])
         steps = [(int(s), float(v)) for s, v in sorted(trial.intermediate_values.items()) if s < tokens]
         curves[index] = [*steps, (tokens, float(trial.value))]
     expected = math.prod(len(v) for v in axes.values())
     if len(curves) != expected:
-        raise SystemExit(f"{work}: {len(curves)} finished grid points of {expected}; run the grid first (see --help)")
+        raise SystemExit(f"{len(curves)} finished grid points of {expected}: run the grid first (see --help)")
     best = min(c[-1][1] for c in curves.values())
     total = sum(c[-1][0] for c in curves.values())
     return axes, curves, best, total
 
 
-def _nearest(values: list, value: float) -> int:
-    return min(range(len(values)), key=lambda i: abs(math.log(values[i] + 1e-9) - math.log(value + 1e-9)))
-
-
-def tokens_to_target(result, target: float) -> float:
-    """Tokens trained by trials 0..k, where k is the first finished trial within the target (inf if none)."""
+def tokens_until(trials: list[FrozenTrial], target: float) -> float:
+    """Tokens trained by `trials` in order until a finished one is within the target (inf if none is)."""
     spent = 0.0
-    for trial in sorted(result.study.trials, key=lambda t: t.number):
-        spent += trial.user_attrs.get("tokens", 0.0)
-        if trial.state == TrialState.COMPLETE and trial.value <= target:
-            return spent
-    return math.inf
-
-
-def grid_order_cost(curves: dict, work: Path, target: float) -> float:
-    """Tokens the grid itself spent, in the order it ran, until a point within the target finished."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
-    (summary,) = optuna.get_all_study_summaries(storage)
-    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
-    spent = 0.0
-    for trial in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start):
+    for trial in trials:
         spent += trial.user_attrs.get("tokens", 0.0)
         if trial.state == TrialState.COMPLETE and trial.value <= target:
             return spent
@@ -119,7 +109,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="trials per search")
     parser.add_argument("--methods", nargs="*", help="labels of METHODS to run (default: all)")
     args = parser.parse_args()
-    axes, curves, best, total = load_grid(args.grid, args.space)
+    grid = grid_trials(args.grid)
+    axes, curves, best, total = load_grid(grid, args.space)
     target = best * (1 + TOLERANCE)
     near = sum(c[-1][1] <= target for c in curves.values())
     space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
@@ -143,11 +134,12 @@ def main() -> None:
         costs = []
         for seed in range(args.seeds):
             work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
+            shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
             result = search(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
                 sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
             )  # fmt: skip
-            costs.append(tokens_to_target(result, target))
+            costs.append(tokens_until(sorted(result.study.trials, key=lambda t: t.number), target))
         hits = [c for c in costs if math.isfinite(c)]
         median = statistics.median(costs)
         rows.append(
@@ -156,7 +148,7 @@ def main() -> None:
             else (label, f"{len(hits)}/{len(costs)}", "not reached", "-")
         )
     ray.shutdown()
-    in_order = grid_order_cost(curves, args.grid, target)
+    in_order = tokens_until(grid, target)
     rows.append(("grid, in the order it ran", "1/1", f"{in_order / 1e6:.1f}M", f"{100 * in_order / total:.1f}%"))
     rows.append(("grid, exhaustive (knows its best)", "-", f"{total / 1e6:.1f}M", "100%"))
     print_table(
