@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -25,17 +27,26 @@ class StudyState:
     invocation: int
 
 
-def open_study_storage(url: str) -> BaseStorage:
+def open_study_storage(url: str, attempts: int = 5) -> BaseStorage:
     """An SQLAlchemy URL (sqlite, PostgreSQL, ...) or a journal file path (`*.log`, `journal:PATH`)."""
-    try:
-        if url.startswith("journal:") or url.endswith(".log"):
-            return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        # sqlite under parallel writers: wait for the lock instead of failing with "database is locked".
-        engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors all mean "can't open it"
-        reason = str(e).splitlines()[0][:200]
-        raise ConfigError(f"cannot open the Optuna storage {url} ({reason}): check the URL and the server") from None
+    for attempt in range(attempts):
+        try:
+            if url.startswith("journal:") or url.endswith(".log"):
+                return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+            # sqlite under parallel writers: wait for the lock instead of failing with "database is locked".
+            engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            # Optuna creates a new database's tables without a lock: a second process opening it at
+            # the same moment (a driver, `automix ui`, a script polling the study) fails with "table
+            # already exists" or a duplicate schema version. The schema is there on the next try.
+            error = e
+            time.sleep(0.1 * (attempt + 1))
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors all mean "can't open it"
+            error = e
+            break
+    reason = str(error).splitlines()[0][:200]
+    raise ConfigError(f"cannot open the Optuna storage {url} ({reason}): check the URL and the server") from None
 
 
 def _check_same_space(study: optuna.Study, space: SearchSpace) -> None:

@@ -65,7 +65,15 @@ def seed_sqlite_store(uri: str) -> None:
         finally:
             engine.dispose()
         os.replace(tmp, template)  # atomic: a concurrent search sees no template or a whole one
-    shutil.copyfile(template, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".db")
+    os.close(fd)
+    try:
+        shutil.copyfile(template, tmp)
+        os.link(tmp, path)  # atomic and never over a store another process made meanwhile
+    except OSError:
+        pass  # another process made it meanwhile, or no hard links here: MLflow builds its own
+    finally:
+        os.unlink(tmp)
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -66,3 +67,29 @@ def test_two_drivers_join_one_journal_study(tmp_path):
 def test_joining_a_sqlite_study_is_refused(study_yaml, capsys):
     assert main(["search", str(study_yaml()), "--join"]) == 2
     assert "journal:" in capsys.readouterr().err
+
+
+def _open_at_once(url, barrier, results):
+    barrier.wait()
+    try:
+        open_study_storage(url)
+        results.put("ok")
+    except Exception as e:  # noqa: BLE001 - the message is what the test compares
+        results.put(str(e))
+
+
+def test_processes_opening_a_new_sqlite_study_at_once_all_succeed(tmp_path):
+    # Optuna creates a new database's tables without a lock; a driver starting while another
+    # process (`automix ui`, a script polling the study) opens the same new file must not fail.
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'{round_}.db'}"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(url, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join()
+        assert outcomes == ["ok"] * 4
+        assert optuna.get_all_study_names(open_study_storage(url)) == []  # a usable, empty storage
