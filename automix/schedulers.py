@@ -1,7 +1,10 @@
 """Trial schedulers and search budgets, on `tokens` as the time axis.
 
 Trials differ in T, so schedulers compare them at equal tokens trained; the trainer's
-warmup-stable-decay schedule keeps a partial run a fair early estimate of a longer one. With
+warmup-stable-decay schedule keeps a partial run a fair early estimate of a longer one, as long as
+it is still in its stable phase: a report made while the lr decays (`decaying` true) shows a loss
+that a longer trial only reaches at its own end, so the schedulers here leave such reports out of
+their rungs and medians (they never stop a trial on one either). With
 several objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
 single-objective); stopped trials are PRUNED and stay off the Pareto front.
 """
@@ -14,6 +17,36 @@ from ray.tune.stopper import Stopper
 from automix.config import SearchConfig
 
 TIME_ATTR = "tokens"
+DECAYING_KEY = "decaying"
+
+
+class _StablePhaseOnly:
+    """Mixin for a Ray scheduler: reports made during the lr decay neither count nor stop a trial."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(DECAYING_KEY):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if result.get(DECAYING_KEY):
+            self._forget(trial)
+        else:
+            super().on_trial_complete(tune_controller, trial, result)
+
+    def _forget(self, trial) -> None:
+        """Drop what the scheduler keeps for a finished trial it does not score."""
+
+
+class StableASHA(_StablePhaseOnly, ASHAScheduler):
+    """ASHA whose rungs hold stable-phase losses only."""
+
+    def _forget(self, trial) -> None:
+        self._trial_info.pop(trial.trial_id, None)
+
+
+class StableMedianStoppingRule(_StablePhaseOnly, MedianStoppingRule):
+    """The median stopping rule over stable-phase losses only."""
 
 
 def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
@@ -21,7 +54,7 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
     grace = settings.grace_tokens or 2 * eval_every
     metric, mode = settings.metrics[0], settings.modes[0]
     if settings.scheduler == "asha":
-        return ASHAScheduler(
+        return StableASHA(
             time_attr=TIME_ATTR,
             metric=metric,
             mode=mode,
@@ -30,7 +63,7 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
             reduction_factor=settings.reduction_factor,
         )
     if settings.scheduler == "median":
-        return MedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=grace)
+        return StableMedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=grace)
     return FIFOScheduler()
 
 

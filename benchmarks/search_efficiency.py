@@ -52,14 +52,19 @@ METHODS = (
 class GridReplay:
     """Objective that replays the grid's recorded curves; params are grid indices per axis."""
 
-    def __init__(self, axes: dict[str, list], curves: dict[tuple[int, ...], list[tuple[int, float]]]):
+    def __init__(
+        self, axes: dict[str, list], curves: dict[tuple[int, ...], list[tuple[int, float]]], decay_frac: float
+    ):
         self.axes = axes
         self.curves = curves
+        self.decay_frac = decay_frac
 
     def __call__(self, params: dict, report) -> dict[str, float]:
         curve = self.curves[tuple(int(params[name]) for name in self.axes)]
+        last = curve[-1][0]
         for i, (tokens, loss) in enumerate(curve, 1):
-            report({"tokens": tokens, METRIC: loss, "progress": i / len(curve)})
+            decaying = tokens > (1 - self.decay_frac) * last  # as the trainer reports it, to an evaluation's precision
+            report({"tokens": tokens, METRIC: loss, "progress": i / len(curve), "decaying": decaying})
         tokens, loss = curve[-1]
         return {"tokens": tokens, METRIC: loss}
 
@@ -114,9 +119,9 @@ def main() -> None:
     target = best * (1 + TOLERANCE)
     near = sum(c[-1][1] <= target for c in curves.values())
     space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
-    replay = GridReplay(axes, curves)
     # As the example's own search plans it: ASHA's first rung at 2 evaluations, max_t = the largest T = E·U/(1-r).
     example = load_config(EXAMPLE)
+    replay = GridReplay(axes, curves, example.optim.decay_frac)
     largest = int(example.budget.unique_tokens * max(axes["epochs"]) / (1 - max(axes["mix_ratio"])))
     fixed = {
         "grace_tokens": 2 * example.eval_every_tokens,

@@ -65,6 +65,15 @@ def test_evaluations_land_on_fixed_token_marks(small):
     assert marks[-1] == load_datasets(small()).stream.n_tokens  # final evaluation at the end
 
 
+def test_reports_say_when_the_lr_decays(small):
+    history = run(small()).history
+    flags = [h["decaying"] for h in history]
+    assert flags[0] is False and flags[-1] is True and flags == sorted(flags)  # stable, then decaying to the end
+    stable = [h["lr"] for h in history if not h["decaying"]]
+    decaying = [h["lr"] for h in history if h["decaying"]]
+    assert stable[-1] > decaying[0] and decaying == sorted(decaying, reverse=True)
+
+
 def test_wsd_schedule_warms_up_holds_and_decays_to_zero():
     f = wsd_schedule(total_steps=100, warmup_steps=10, decay_frac=0.2)
     assert f(0) == pytest.approx(0.1) and f(9) == 1.0

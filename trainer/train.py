@@ -51,13 +51,18 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def decay_start_step(total_steps: int, decay_frac: float) -> int:
+    """The last step at the full lr; the lr falls from the next one on."""
+    return int(total_steps * (1.0 - decay_frac))
+
+
 def wsd_schedule(total_steps: int, warmup_steps: int, decay_frac: float) -> Callable[[int], float]:
     """Warmup-stable-decay lr multiplier.
 
     The lr is flat until the last `decay_frac` of the run, so a partial run of a long trial is a
     fair early estimate of a short one: schedulers compare trials of different T at equal tokens.
     """
-    decay_start = int(total_steps * (1.0 - decay_frac))
+    decay_start = decay_start_step(total_steps, decay_frac)
     warmup_steps = min(warmup_steps, decay_start)
 
     def factor(step: int) -> float:
@@ -221,6 +226,9 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
             "progress": (step + 1) / n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
             "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
             "lr": config.optim.learning_rate * lr_factor(step),
+            # Past the stable phase the loss falls with the lr, not with progress: schedulers must
+            # not rank this report against other trials' stable-phase ones (automix/schedulers.py).
+            "decaying": step > decay_start_step(n_steps, config.optim.decay_frac),
             "train_loss": progress["loss_sum"] / progress["batches"],
             # Multiple choice costs several validation passes: every evaluation only if asked.
             **_evaluate(

@@ -1,0 +1,82 @@
+"""Schedulers rank trials on stable-phase losses only: a decaying short trial sets no cutoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
+
+from automix.config import SearchConfig
+from automix.schedulers import DECAYING_KEY, TIME_ATTR, StableASHA, StableMedianStoppingRule, make_scheduler
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the schedulers read of a trial: its id (and it is hashable)."""
+
+    trial_id: str
+
+
+class Controller:
+    """The one thing the median rule asks Tune's controller: which trials wait to run (none here)."""
+
+    def get_live_trials(self):
+        return []
+
+
+def _feed(scheduler, reports, added=None):
+    """Reports (trial, tokens, loss, decaying) in order; the action taken on each."""
+    added = set() if added is None else added
+    actions = []
+    for name, tokens, loss, decaying in reports:
+        if name not in added:
+            added.add(name)
+            scheduler.on_trial_add(Controller(), Handle(name))
+        result = {TIME_ATTR: tokens, "loss": loss, DECAYING_KEY: decaying}
+        actions.append(scheduler.on_trial_result(Controller(), Handle(name), result))
+    return actions
+
+
+# A short trial already in its lr decay at the first rung shows a loss a long trial only reaches at
+# its own end; a long trial in its stable phase must not be stopped for losing to it.
+SHORT_DECAYED = [("short", 100, 1.0, True), ("short", 200, 0.9, True)]
+LONG_STABLE = ("long", 200, 1.5, False)
+BAD_STABLE = ("bad", 200, 3.0, False)
+
+ASHA = {
+    "time_attr": TIME_ATTR,
+    "metric": "loss",
+    "mode": "min",
+    "max_t": 1000,
+    "grace_period": 200,
+    "reduction_factor": 2,
+}
+MEDIAN = {"time_attr": TIME_ATTR, "metric": "loss", "mode": "min", "grace_period": 200, "min_samples_required": 1}
+
+
+@pytest.mark.parametrize(
+    ("stable", "plain", "kwargs"),
+    [(StableASHA, ASHAScheduler, ASHA), (StableMedianStoppingRule, MedianStoppingRule, MEDIAN)],
+)
+def test_decaying_reports_neither_count_nor_stop(stable, plain, kwargs):
+    # The plain rule stops the long trial on the short one's decayed loss: the bias this removes.
+    assert _feed(plain(**kwargs), [*SHORT_DECAYED, LONG_STABLE])[-1] == TrialScheduler.STOP
+    actions = _feed(stable(**kwargs), [*SHORT_DECAYED, LONG_STABLE, BAD_STABLE])
+    assert actions[:2] == [TrialScheduler.CONTINUE] * 2  # a decaying report never stops its own trial
+    assert actions[2] == TrialScheduler.CONTINUE  # nothing stable to lose to yet
+    assert actions[3] == TrialScheduler.STOP  # stable reports are still ranked
+
+
+def test_a_decaying_finished_trial_is_forgotten_not_scored():
+    asha = StableASHA(**ASHA)
+    _feed(asha, SHORT_DECAYED)
+    asha.on_trial_complete(Controller(), Handle("short"), {TIME_ATTR: 250, "loss": 0.8, DECAYING_KEY: True})
+    assert "short" not in asha._trial_info
+    assert all(not recorded for bracket in asha._brackets for _, recorded in bracket._rungs)
+    assert _feed(asha, [LONG_STABLE])[-1] == TrialScheduler.CONTINUE
+
+
+def test_make_scheduler_builds_the_stable_phase_rules():
+    for name, kind in (("asha", StableASHA), ("median", StableMedianStoppingRule)):
+        assert isinstance(make_scheduler(SearchConfig(metric="loss", scheduler=name), 1000, 100), kind)
