@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automix.searcher import final_state
-from automix.trainable import TRIAL_KEY
+from automix.trainable import TRIAL_KEY, user_params
 
 # Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -42,7 +42,7 @@ class ProgressCallback(Callback):
         if not self.enabled:
             return
         result = trial.last_result or {}
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in trial.config.items() if k != TRIAL_KEY)
+        params = " ".join(f"{k}={_fmt(v)}" for k, v in user_params(trial.config).items())
         value = _fmt(result.get(self.metric, float("nan")))
         tokens = int(result.get("tokens", 0))
         console.print(

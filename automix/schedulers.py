@@ -4,7 +4,9 @@ Trials differ in T, so schedulers compare them at equal tokens trained; the trai
 warmup-stable-decay schedule keeps a partial run a fair early estimate of a longer one, as long as
 it is still in its stable phase: a report made while the lr decays (`decaying` true) shows a loss
 that a longer trial only reaches at its own end, so the schedulers here leave such reports out of
-their rungs and medians (they never stop a trial on one either). With
+their rungs and medians (they never stop a trial on one either). Nor do they stop a trial marked
+`KEEP_KEY` (a point proposed again after it was pruned, see automix/searcher.py), whose reports
+they also leave out. With
 several objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
 single-objective); stopped trials are PRUNED and stay off the Pareto front.
 """
@@ -15,21 +17,23 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.stopper import Stopper
 
 from automix.config import SearchConfig
+from automix.trainable import KEEP_KEY
 
 TIME_ATTR = "tokens"
 DECAYING_KEY = "decaying"
 
 
 class _StablePhaseOnly:
-    """Mixin for a Ray scheduler: reports made during the lr decay neither count nor stop a trial."""
+    """Mixin for a Ray scheduler: reports made during the lr decay, and a kept trial's reports,
+    neither count nor stop a trial."""
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if result.get(DECAYING_KEY):
+        if result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY):
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if result.get(DECAYING_KEY):
+        if result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY):
             self._forget(trial)
         else:
             super().on_trial_complete(tune_controller, trial, result)

@@ -13,7 +13,11 @@ at Ray's iteration count. This adapter:
   running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
 - enforces a per-trial cost cap before training: an over-budget suggestion gets a positive
   `train_tokens` constraint (`Trial.set_constraint`, so constraint-aware samplers learn to avoid
-  the region), is recorded PRUNED with a `rejected` user attribute, and is never trained.
+  the region), is recorded PRUNED with a `rejected` user attribute, and is never trained;
+- lets a point the sampler proposes again after the scheduler pruned it train to its end
+  (`KEEP_KEY`, user attribute `repeat_of_pruned`): a sampler that ignores pruned trials (GP) learns
+  nothing from the cut and keeps proposing the same point, which a deterministic trainer would
+  repeat up to the same rung every time.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from automix.trainable import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY
+from automix.trainable import FINAL_KEY, KEEP_KEY, REQUEUED_KEY, TRIAL_KEY
 
 COST_KEYS = ("tokens", "wall_time_s")
 NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
@@ -161,8 +165,20 @@ class StudySearcher(OptunaSearch):
         if params is None:
             return None
         ot_trial = self._ot_trials[trial_id]
-        origin = ot_trial.user_attrs.get("requeued_from")
-        return {**params, TRIAL_KEY: ot_trial.number, **({REQUEUED_KEY: origin} if origin is not None else {})}
+        tags = {TRIAL_KEY: ot_trial.number}
+        if (origin := ot_trial.user_attrs.get("requeued_from")) is not None:
+            tags[REQUEUED_KEY] = origin
+        if (pruned := self._pruned_twin(params)) is not None:
+            ot_trial.set_user_attr("repeat_of_pruned", pruned)
+            tags[KEEP_KEY] = True
+        return {**params, **tags}
+
+    def _pruned_twin(self, params: dict) -> int | None:
+        """The number of a trial the scheduler pruned with exactly these params, if any."""
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if "rejected" not in trial.user_attrs and trial.params == params:
+                return trial.number
+        return None
 
     def record_failure(self, trial_id: str, reason: str | None) -> None:
         """Close a failed trial as FAIL with why it failed (called by `FailureCallback`)."""

@@ -29,7 +29,7 @@ from ray.tune import Callback
 
 from automix.config import ConfigError, default_cache_dir
 from automix.searcher import NODE_KEYS, error_reason, final_state, trial_metrics
-from automix.trainable import FINAL_KEY, TRIAL_KEY
+from automix.trainable import FINAL_KEY, TRIAL_KEY, user_params
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
@@ -228,7 +228,7 @@ class MlflowTrialCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         number = int(trial.config.get(TRIAL_KEY, -1))
         self._by_ray_id[trial.trial_id] = number
-        params = {k: v for k, v in trial.config.items() if k != TRIAL_KEY}
+        params = user_params(trial.config)
         tags = {**self.tags, "optuna.trial_number": str(number), "ray.trial_id": trial.trial_id}
 
         def start() -> None:

@@ -15,9 +15,16 @@ from ray import tune
 
 from automix.objective import Objective, Reporter
 
+# Keys automix adds to a trial's config; `user_params` strips them.
 TRIAL_KEY = "__automix_trial"
 REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
+KEEP_KEY = "__automix_keep"  # a point proposed again after it was pruned: schedulers let it finish
 FINAL_KEY = "automix_final"
+
+
+def user_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's searched parameters: its config without the keys automix adds."""
+    return {k: v for k, v in config.items() if not k.startswith("__automix_")}
 
 
 def _ship_by_value(objective: Objective) -> None:
@@ -38,7 +45,7 @@ def make_trainable(objective: Objective):
     _ship_by_value(objective)
 
     def trainable(config: dict[str, Any]) -> None:
-        params = {k: v for k, v in config.items() if k not in (TRIAL_KEY, REQUEUED_KEY)}
+        params = user_params(config)
         # Which Ray node runs the trial (Ray adds node_ip, which loopback or NAT nodes can share).
         node = {"node_id": ray.get_runtime_context().get_node_id()}
 

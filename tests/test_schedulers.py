@@ -9,13 +9,19 @@ from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialSchedule
 
 from automix.config import SearchConfig
 from automix.schedulers import DECAYING_KEY, TIME_ATTR, StableASHA, StableMedianStoppingRule, make_scheduler
+from automix.trainable import KEEP_KEY
 
 
 @dataclass(frozen=True)
 class Handle:
-    """What the schedulers read of a trial: its id (and it is hashable)."""
+    """What the schedulers read of a trial: its id, its config (and it is hashable)."""
 
     trial_id: str
+    keep: bool = False
+
+    @property
+    def config(self) -> dict:
+        return {KEEP_KEY: True} if self.keep else {}
 
 
 class Controller:
@@ -75,6 +81,18 @@ def test_a_decaying_finished_trial_is_forgotten_not_scored():
     assert "short" not in asha._trial_info
     assert all(not recorded for bracket in asha._brackets for _, recorded in bracket._rungs)
     assert _feed(asha, [LONG_STABLE])[-1] == TrialScheduler.CONTINUE
+
+
+@pytest.mark.parametrize(("stable", "kwargs"), [(StableASHA, ASHA), (StableMedianStoppingRule, MEDIAN)])
+def test_a_kept_trial_is_never_stopped(stable, kwargs):
+    scheduler = stable(**kwargs)
+    _feed(scheduler, [("good", 200, 1.0, False), ("good", 400, 0.9, False)])
+    kept = Handle("again", keep=True)
+    scheduler.on_trial_add(Controller(), kept)
+    for tokens in (200, 400):  # worse than "good" at every rung
+        result = {TIME_ATTR: tokens, "loss": 5.0, DECAYING_KEY: False}
+        assert scheduler.on_trial_result(Controller(), kept, result) == TrialScheduler.CONTINUE
+    assert _feed(scheduler, [("bad", 200, 5.0, False)])[-1] == TrialScheduler.STOP  # the same loss stops others
 
 
 def test_make_scheduler_builds_the_stable_phase_rules():

@@ -46,8 +46,9 @@ def bowl(params, report):
 
 
 def run(tmp_path, name, objective=bowl, **kw):
+    space = kw.pop("space", SPACE)
     settings = {"metric": "loss", "concurrency": 2, "scheduler": "none", "verbose": False, **kw}
-    return automix.search(objective, kw.pop("space", SPACE), study=name, work_dir=tmp_path / name, **settings)
+    return automix.search(objective, space, study=name, work_dir=tmp_path / name, **settings)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
@@ -110,6 +111,28 @@ def test_a_trial_stopped_at_its_last_report_is_complete(tmp_path):
         assert t.state == TrialState.COMPLETE
         assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + (t.params["y"] - 2) ** 2 + 1)
     assert all(t.state == TrialState.PRUNED for t in result.study.trials if max(t.intermediate_values) < 400)
+
+
+def late_bloomer(params, report):
+    """x=0 looks worst at every early report but ends best; x=1 and x=2 are flat."""
+    curve = [3.0, 3.0, 3.0, 0.5] if params["x"] == 0 else [1.0 + params["x"]] * 4
+    for step, loss in enumerate(curve, 1):
+        report({"tokens": 100 * step, "loss": loss, "progress": step / 4})
+    return {"loss": curve[-1]}
+
+
+def test_a_pruned_point_proposed_again_trains_to_its_end(tmp_path):
+    space = parse_space({"x": {"type": "int", "low": 0, "high": 2}})
+    result = run(
+        tmp_path, "again", late_bloomer, space=space, sampler="random", seed=3, n_trials=10, concurrency=1,
+        scheduler="asha", grace_tokens=100, reduction_factor=2,
+    )  # fmt: skip
+    pruned = [t for t in result.study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "the late bloomer must be pruned once"
+    assert len({t.params["x"] for t in pruned}) == len(pruned)  # never the same point pruned twice
+    repeats = [t for t in result.study.trials if "repeat_of_pruned" in t.user_attrs]
+    assert repeats and all(t.state == TrialState.COMPLETE for t in repeats)
+    assert result.best_params == {"x": 0} and result.best_value == 0.5
 
 
 def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_path):
