@@ -11,9 +11,11 @@ at Ray's iteration count. This adapter:
   carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
 - stores each trial's cost (`tokens`, `wall_time_s`) and, from its first result on, the Ray node
   running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
-- enforces a per-trial cost cap before training: an over-budget suggestion gets a positive
-  `train_tokens` constraint (`Trial.set_constraint`, so constraint-aware samplers learn to avoid
-  the region), is recorded PRUNED with a `rejected` user attribute, and is never trained;
+- rejects, before training, a suggestion over the per-trial cost cap (it gets a positive
+  `train_tokens` constraint, `Trial.set_constraint`, so constraint-aware samplers learn to avoid
+  the region) or with the params of a trial already trained to its end (the trainer is
+  deterministic: same params and seed, same result): it is recorded PRUNED with a `rejected` user
+  attribute, is never trained, does not count, and the next try comes from random suggestions;
 - lets a point the sampler proposes again after the scheduler pruned it train to its end
   (`KEEP_KEY`, user attribute `repeat_of_pruned`): a sampler that ignores pruned trials (GP) learns
   nothing from the cut and keeps proposing the same point, which a deterministic trainer would
@@ -40,6 +42,8 @@ from automix.trainable import FINAL_KEY, KEEP_KEY, REQUEUED_KEY, TRIAL_KEY
 COST_KEYS = ("tokens", "wall_time_s")
 NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
 MAX_REJECTIONS = 1000
+MAX_REPEATS = 100  # suggestions in a row that were all trained already: the space is exhausted
+SAME_PARAMS = "same params as trial"
 
 log = logging.getLogger(__name__)
 
@@ -142,19 +146,19 @@ class StudySearcher(OptunaSearch):
     def suggest(self, trial_id: str) -> dict | str | None:
         if trial_id not in self._ot_trials and self._study_is_full():
             return Searcher.FINISHED  # running trials finish; no new ones start
-        sampler = self._ot_study.sampler
+        sampler, repeats = self._ot_study.sampler, 0
         try:
             for attempt in range(MAX_REJECTIONS):
                 params = super().suggest(trial_id)
-                if params is None or self._cost is None:
+                if params is None or (reason := self._rejection(trial_id, params)) is None:
                     break
-                ot_trial, cost = self._ot_trials[trial_id], self._cost(params)
-                ot_trial.set_constraint("train_tokens", cost - self._max_cost)
-                if cost <= self._max_cost:
-                    break
-                ot_trial.set_user_attr("rejected", f"train_tokens {cost:,.0f} > max {self._max_cost:,.0f}")
+                ot_trial = self._ot_trials.pop(trial_id)
+                ot_trial.set_user_attr("rejected", reason)
                 self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-                del self._ot_trials[trial_id]
+                repeats = repeats + 1 if reason.startswith(SAME_PARAMS) else 0
+                if repeats >= MAX_REPEATS:
+                    log.warning("%d suggestions in a row were trained already: the space is exhausted", repeats)
+                    return Searcher.FINISHED
                 # A model-based sampler that ignores pruned trials (GP) would propose the same point
                 # again: retry from random suggestions, seeded by the trial count for reproducibility.
                 self._ot_study.sampler = RandomSampler(seed=len(self._ot_study.trials) + attempt)
@@ -168,14 +172,25 @@ class StudySearcher(OptunaSearch):
         tags = {TRIAL_KEY: ot_trial.number}
         if (origin := ot_trial.user_attrs.get("requeued_from")) is not None:
             tags[REQUEUED_KEY] = origin
-        if (pruned := self._pruned_twin(params)) is not None:
+        if (pruned := self._twin(params, TrialState.PRUNED)) is not None:
             ot_trial.set_user_attr("repeat_of_pruned", pruned)
             tags[KEEP_KEY] = True
         return {**params, **tags}
 
-    def _pruned_twin(self, params: dict) -> int | None:
-        """The number of a trial the scheduler pruned with exactly these params, if any."""
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+    def _rejection(self, trial_id: str, params: dict) -> str | None:
+        """Why a suggestion must not be trained: over the cost cap, or already trained to its end."""
+        if self._cost is not None:
+            cost = self._cost(params)
+            self._ot_trials[trial_id].set_constraint("train_tokens", cost - self._max_cost)
+            if cost > self._max_cost:
+                return f"train_tokens {cost:,.0f} > max {self._max_cost:,.0f}"
+        if (done := self._twin(params, TrialState.COMPLETE)) is not None:
+            return f"{SAME_PARAMS} {done}, trained to its end: same seed, same result"
+        return None
+
+    def _twin(self, params: dict, state: TrialState) -> int | None:
+        """The number of a trained trial in `state` with exactly these params, if any."""
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(state,)):
             if "rejected" not in trial.user_attrs and trial.params == params:
                 return trial.number
         return None

@@ -121,17 +121,23 @@ def late_bloomer(params, report):
     return {"loss": curve[-1]}
 
 
-def test_a_pruned_point_proposed_again_trains_to_its_end(tmp_path):
+def test_repeats_a_pruned_point_to_its_end_and_never_a_finished_one(tmp_path):
     space = parse_space({"x": {"type": "int", "low": 0, "high": 2}})
     result = run(
         tmp_path, "again", late_bloomer, space=space, sampler="random", seed=3, n_trials=10, concurrency=1,
         scheduler="asha", grace_tokens=100, reduction_factor=2,
     )  # fmt: skip
-    pruned = [t for t in result.study.trials if t.state == TrialState.PRUNED]
-    assert pruned, "the late bloomer must be pruned once"
-    assert len({t.params["x"] for t in pruned}) == len(pruned)  # never the same point pruned twice
-    repeats = [t for t in result.study.trials if "repeat_of_pruned" in t.user_attrs]
+    trials = result.study.trials
+    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    pruned = [t.params["x"] for t in trained if t.state == TrialState.PRUNED]
+    complete = [t.params["x"] for t in trained if t.state == TrialState.COMPLETE]
+    assert pruned and len(set(pruned)) == len(pruned)  # the late bloomer is cut once, never twice
+    assert sorted(complete) == [0, 1, 2]  # every point trained to its end exactly once
+    repeats = [t for t in trained if "repeat_of_pruned" in t.user_attrs]
     assert repeats and all(t.state == TrialState.COMPLETE for t in repeats)
+    # The three points exhaust the space: further suggestions are rejected untrained, and the search ends.
+    assert all(t.user_attrs["rejected"].startswith("same params as trial") for t in trials if t not in trained)
+    assert len(trained) < 10
     assert result.best_params == {"x": 0} and result.best_value == 0.5
 
 
