@@ -6,9 +6,8 @@ it is still in its stable phase: a report made while the lr decays (`decaying` t
 that a longer trial only reaches at its own end, so the schedulers here leave such reports out of
 their rungs and medians (they never stop a trial on one either). Nor do they stop a trial marked
 `KEEP_KEY` (a point proposed again after it was pruned, see automix/searcher.py), whose reports
-they also leave out. With
-several objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
-single-objective); stopped trials are PRUNED and stay off the Pareto front.
+they also leave out. With several objectives the scheduler stops on the first metric (Ray's and
+Optuna's stopping rules are single-objective); stopped trials are PRUNED and stay off the Pareto front.
 """
 
 from __future__ import annotations

@@ -209,7 +209,9 @@ def search(
         space=plan.space.distributions,
         metric=search_cfg.metric,
         mode=search_cfg.mode,
-        sampler=make_sampler(search_cfg.sampler, plan.space, search_cfg.seed),
+        # Offset by the invocation: a resumed (or joining) driver's sampler must not replay the
+        # random suggestions of the first one, which would all be repeats of trained points.
+        sampler=make_sampler(search_cfg.sampler, plan.space, search_cfg.seed + state.invocation),
         study_name=study_name,
         storage=ot_storage,
         cost=plan.cost,

@@ -159,6 +159,9 @@ def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_pa
     requeued = [t for t in trials if t.user_attrs.get("requeued_from") == crashed.number]
     assert len(requeued) == 1 and requeued[0].params == crashed.params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+    # The resumed sampler does not replay the first invocation's draws (they would repeat trained points).
+    fresh = [t for t in trials[crashed.number + 1 :] if "requeued_from" not in t.user_attrs]
+    assert fresh[0].params != trials[0].params
     assert client.get_run(open_run.info.run_id).info.status == "KILLED"
     assert not client.search_runs([exp], "attributes.status = 'RUNNING'")
 
