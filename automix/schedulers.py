@@ -26,13 +26,17 @@ class _StablePhaseOnly:
     """Mixin for a Ray scheduler: reports made during the lr decay, and a kept trial's reports,
     neither count nor stop a trial."""
 
+    @staticmethod
+    def _ignored(trial, result: dict) -> bool:
+        return bool(result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY))
+
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY):
+        if self._ignored(trial, result):
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY):
+        if self._ignored(trial, result):
             self._forget(trial)
         else:
             super().on_trial_complete(tune_controller, trial, result)
