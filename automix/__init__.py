@@ -2,70 +2,43 @@
 
 import automix
 result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
-result = automix.search(my_objective, automix.SearchSpace({...}), n_trials=20)
+result = automix.search_objective(my_objective, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=20)
+
+The public API is re-exported here; the parts live in subpackages (docs/design.md, "Layout"):
+`config`, `study`, `tracking`, `trial`, `engine`, `analysis`, `scaling`, with private `_modules`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-# Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports
-# `automix.trainable`, and must not pay for MLflow, the samplers and the μP tools on the way.
+# Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports `automix.trial`,
+# and must not pay for Ray's driver side, MLflow, the samplers and the μP tools on the way.
 _EXPORTS = {
     "ConfigError": "automix.config",
     "SearchConfig": "automix.config",
     "StudyConfig": "automix.config",
     "load_config": "automix.config",
-    "Reporter": "automix.objective",
-    "TrainerObjective": "automix.objective",
-    "SearchResult": "automix.search",
-    "search": "automix.search",
-    "SearchSpace": "automix.space",
-    "load_space": "automix.space",
-    "transfer": "automix.transfer",
-    "verify_transfer": "automix.verify",
+    "SearchSpace": "automix.config",
+    "load_space": "automix.config",
+    "Workspace": "automix.study",
+    "SearchResult": "automix.study",
+    "Reporter": "automix.trial",
+    "TrainerObjective": "automix.trial",
+    "search": "automix.engine",
+    "search_objective": "automix.engine",
+    "transfer": "automix.scaling",
+    "verify_transfer": "automix.scaling",
 }
-__all__ = [
-    "ConfigError",
-    "Reporter",
-    "SearchConfig",
-    "SearchResult",
-    "SearchSpace",
-    "StudyConfig",
-    "TrainerObjective",
-    "load_config",
-    "load_space",
-    "search",
-    "transfer",
-    "verify_transfer",
-]
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from automix.config import ConfigError, SearchConfig, StudyConfig, load_config
-    from automix.objective import Reporter, TrainerObjective
-    from automix.search import SearchResult, search
-    from automix.space import SearchSpace, load_space
-    from automix.transfer import transfer
-    from automix.verify import verify_transfer
-
-
-class _Package(types.ModuleType):
-    """Keeps `automix.search` and `automix.transfer` the functions once their submodules are imported.
-
-    Importing a submodule binds it on its package under its own name, which would shadow the
-    function of the same name exported here.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    from automix.config import ConfigError, SearchConfig, SearchSpace, StudyConfig, load_config, load_space
+    from automix.engine import search, search_objective
+    from automix.scaling import transfer, verify_transfer
+    from automix.study import SearchResult, Workspace
+    from automix.trial import Reporter, TrainerObjective
 
 
 def __getattr__(name: str) -> Any:

@@ -15,16 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from automix.config import ConfigError, load_config
+from automix.config._study import ConfigError, load_config
 from trainer.data import CorpusError
 
 EXIT_USAGE = 2
 
 
 def _search(args: argparse.Namespace) -> int:
-    from automix.progress import print_summary
-    from automix.search import search
-    from automix.tracking import default_tracking_uri
+    from automix.engine._progress import print_summary
+    from automix.engine._search import search
+    from automix.tracking._store import default_tracking_uri
 
     config = load_config(args.config, args.overrides)
     result = search(config, resume=args.resume, join=args.join, address=args.address, storage=args.storage)
@@ -58,7 +58,7 @@ def _is_server(uri: str) -> bool:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from automix.tracking import check_tracking_uri, default_tracking_uri
+    from automix.tracking._store import check_tracking_uri, default_tracking_uri
 
     if args.tracking_uri:
         uri = args.tracking_uri
@@ -100,7 +100,7 @@ def _print_rows(rows: list[dict]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from automix.report import build_report
+    from automix.analysis._report import build_report
 
     html_path, md_path = build_report(load_config(args.config, args.overrides), log_to_mlflow=not args.no_mlflow)
     print(f"report: {html_path}\nmarkdown: {md_path}")
@@ -108,8 +108,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from automix.compare import compare_levers, summary_table
-    from automix.readback import write_json
+    from automix.analysis._compare import compare_levers, summary_table
+    from automix.analysis._readback import write_json
 
     configs = [load_config(path) for path in args.configs]
     result = compare_levers(configs, _int_list(args.seeds, "--seeds"), args.workers)
@@ -119,8 +119,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _multiplier(args: argparse.Namespace) -> int:
-    from automix.multiplier import measure
-    from automix.readback import write_json
+    from automix.analysis._multiplier import measure
+    from automix.analysis._readback import write_json
 
     config = load_config(args.config)
     reference = load_config(args.reference) if args.reference else config
@@ -134,7 +134,7 @@ def _multiplier(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from automix.transfer import study_config_from_tracking, transfer
+    from automix.scaling._transfer import study_config_from_tracking, transfer
 
     if bool(args.study) == bool(args.config):
         raise ConfigError("transfer: give either --study NAME or --config CONFIG")
@@ -152,7 +152,7 @@ def _transfer(args: argparse.Namespace) -> int:
 def _coord_check(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from automix.config import format_validation_error
+    from automix.config._study import format_validation_error
     from trainer.coord_check import coord_check, plot_coord_check, width_slopes
 
     config = load_config(args.config, args.overrides)
@@ -171,7 +171,7 @@ def _coord_check(args: argparse.Namespace) -> int:
 
 
 def _verify_transfer(args: argparse.Namespace) -> int:
-    from automix.verify import LR_GRID, WD_GRID, verify_transfer
+    from automix.scaling._verify import LR_GRID, WD_GRID, verify_transfer
 
     config = load_config(args.config, args.overrides)
     result = verify_transfer(config, args.widths, args.lrs or LR_GRID, args.wds or WD_GRID)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from automix.config import StudyConfig, load_config
+from automix.config._study import StudyConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ar_en_cpu.yaml"

@@ -23,8 +23,8 @@ from scipy.optimize import minimize
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
 
-from automix.samplers import grid_size, make_sampler  # noqa: E402
-from automix.space import load_space  # noqa: E402
+from automix.config._space import load_space  # noqa: E402
+from automix.engine._samplers import grid_size, make_sampler  # noqa: E402
 
 TOLERANCE = 0.005
 MAX_TRIALS = {"tpe": 300, "random": 3000, "gp": 120, "botorch": 60, "grid": 672}

@@ -33,9 +33,9 @@ import ray
 from _common import EXAMPLE, ROOT, machine, print_table
 from optuna.trial import FrozenTrial, TrialState
 
-from automix.config import load_config
-from automix.search import search
-from automix.space import SearchSpace, load_space
+from automix.config._space import SearchSpace, load_space
+from automix.config._study import load_config
+from automix.engine._search import search
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"

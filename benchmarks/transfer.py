@@ -15,8 +15,8 @@ import platform
 import time
 from pathlib import Path
 
-from automix.config import load_config
-from automix.verify import LR_GRID, WD_GRID, verify_transfer
+from automix.config._study import load_config
+from automix.scaling._verify import LR_GRID, WD_GRID, verify_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = [

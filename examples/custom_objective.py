@@ -13,7 +13,7 @@ import math
 import tempfile
 
 import automix
-from automix.space import parse_space
+from automix.config._space import parse_space
 
 OPTIMUM = {"learning_rate": 3e-3, "weight_decay": 1.0}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from automix.cli import main
-from automix.config import default_cache_dir, load_config
+from automix.config._study import default_cache_dir, load_config
 
 
 def _fails(capsys, args, *needles) -> str:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from automix.multiplier import R_STAR, Fit, effective_data, estimate, fit_curve
+from automix.analysis._multiplier import R_STAR, Fit, effective_data, estimate, fit_curve
 
 U0, E = 50_000, 8.0
 UNITS = [12_500, 25_000, 50_000, 100_000, 200_000]

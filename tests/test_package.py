@@ -1,28 +1,43 @@
-"""The package's import surface: what a Ray worker pays for, and the exported API."""
+"""The package's import surface: layers never point up, and the exported API (docs/design.md, "Layers")."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-
-def _python(code: str) -> None:
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+import pytest
 
 
-def test_a_worker_imports_the_trainable_without_mlflow_or_samplers():
-    _python(
-        "import sys, automix.trainable\n"
-        "heavy = [m for m in ('mlflow', 'automix.search', 'automix.tracking', 'automix.transfer')\n"
-        "         if m in sys.modules]\n"
-        "assert not heavy, heavy"
+def _loaded_after(module: str, forbidden: tuple[str, ...]) -> list[str]:
+    code = (
+        f"import sys, {module}\n"
+        f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
     )
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True, text=True)
+    return out.stdout.split()
 
 
-def test_exports_stay_functions_after_their_submodules_load():
-    _python(
-        "import automix, automix.search, automix.transfer\n"
-        "from automix.search import search\n"
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("automix.protocol", ("ray", "torch", "mlflow", "optuna")),
+        ("automix.tracking", ("ray", "torch", "automix.engine", "automix.trial")),
+        ("automix.study", ("ray", "torch", "automix.engine", "automix.trial")),
+        ("automix.analysis", ("ray", "torch", "automix.engine", "automix.trial")),
+        # A Ray worker unpickles a trial: it must not pay for MLflow or the driver's engine.
+        ("automix.trial._trainable", ("mlflow", "automix.engine", "automix.tracking", "automix.scaling")),
+    ],
+)
+def test_layers_do_not_import_the_layers_above(module, forbidden):
+    assert _loaded_after(module, forbidden) == []
+
+
+def test_exports_are_the_functions_after_every_subpackage_loads():
+    code = (
+        "import automix, automix.engine, automix.scaling, automix.analysis\n"
+        "from automix.engine import search\n"
         "assert automix.search is search and callable(automix.transfer), (automix.search, automix.transfer)\n"
-        "assert automix.SearchSpace.__name__ == 'SearchSpace'"
+        "assert automix.SearchSpace.__name__ == 'SearchSpace'\n"
+        "assert all(getattr(automix, name) is not None for name in automix.__all__)"
     )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -15,8 +15,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import automix
+from automix.analysis._report import pareto_mask
 from automix.cli import main
-from automix.report import pareto_mask
 
 pytestmark = pytest.mark.slow
 SECTIONS = [

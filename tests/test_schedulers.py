@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import pytest
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
-from automix.config import SearchConfig
-from automix.schedulers import DECAYING_KEY, TIME_ATTR, StableASHA, StableMedianStoppingRule, make_scheduler
-from automix.trainable import KEEP_KEY
+from automix.config._study import SearchConfig
+from automix.protocol import DECAYING, TOKENS
+from automix.engine._schedulers import StableASHA, StableMedianStoppingRule, make_scheduler
+from automix.protocol import KEEP_KEY
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def _feed(scheduler, reports, added=None):
         if name not in added:
             added.add(name)
             scheduler.on_trial_add(Controller(), Handle(name))
-        result = {TIME_ATTR: tokens, "loss": loss, DECAYING_KEY: decaying}
+        result = {TOKENS: tokens, "loss": loss, DECAYING: decaying}
         actions.append(scheduler.on_trial_result(Controller(), Handle(name), result))
     return actions
 
@@ -51,14 +52,14 @@ LONG_STABLE = ("long", 200, 1.5, False)
 BAD_STABLE = ("bad", 200, 3.0, False)
 
 ASHA = {
-    "time_attr": TIME_ATTR,
+    "time_attr": TOKENS,
     "metric": "loss",
     "mode": "min",
     "max_t": 1000,
     "grace_period": 200,
     "reduction_factor": 2,
 }
-MEDIAN = {"time_attr": TIME_ATTR, "metric": "loss", "mode": "min", "grace_period": 200, "min_samples_required": 1}
+MEDIAN = {"time_attr": TOKENS, "metric": "loss", "mode": "min", "grace_period": 200, "min_samples_required": 1}
 
 
 @pytest.mark.parametrize(
@@ -77,7 +78,7 @@ def test_decaying_reports_neither_count_nor_stop(stable, plain, kwargs):
 def test_a_decaying_finished_trial_is_forgotten_not_scored():
     asha = StableASHA(**ASHA)
     _feed(asha, SHORT_DECAYED)
-    asha.on_trial_complete(Controller(), Handle("short"), {TIME_ATTR: 250, "loss": 0.8, DECAYING_KEY: True})
+    asha.on_trial_complete(Controller(), Handle("short"), {TOKENS: 250, "loss": 0.8, DECAYING: True})
     assert "short" not in asha._trial_info
     assert all(not recorded for bracket in asha._brackets for _, recorded in bracket._rungs)
     assert _feed(asha, [LONG_STABLE])[-1] == TrialScheduler.CONTINUE
@@ -90,7 +91,7 @@ def test_a_kept_trial_is_never_stopped(stable, kwargs):
     kept = Handle("again", keep=True)
     scheduler.on_trial_add(Controller(), kept)
     for tokens in (200, 400):  # worse than "good" at every rung
-        result = {TIME_ATTR: tokens, "loss": 5.0, DECAYING_KEY: False}
+        result = {TOKENS: tokens, "loss": 5.0, DECAYING: False}
         assert scheduler.on_trial_result(Controller(), kept, result) == TrialScheduler.CONTINUE
     assert _feed(scheduler, [("bad", 200, 5.0, False)])[-1] == TrialScheduler.STOP  # the same loss stops others
 

@@ -13,9 +13,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 import automix
-from automix.config import SAMPLERS, SearchConfig
-from automix.samplers import make_sampler
-from automix.space import parse_space
+from automix.config._space import parse_space
+from automix.config._study import SAMPLERS, SearchConfig
+from automix.engine._samplers import make_sampler
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 import custom_objective  # noqa: E402

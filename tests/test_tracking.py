@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from automix.config import default_cache_dir
-from automix.tracking import Tracker, default_tracking_uri, seed_sqlite_store
+from automix.config._study import default_cache_dir
+from automix.tracking._store import Tracker, default_tracking_uri, seed_sqlite_store
 
 
 def _runs(uri: str, experiment: str) -> list[str]:

@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 
 from automix.cli import main
-from automix.config import ConfigError, StudyConfig
-from automix.tracking import Tracker, default_tracking_uri
-from automix.transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
-from automix.verify import plot_sweeps, summarize
+from automix.config._study import ConfigError, StudyConfig
+from automix.scaling._transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
+from automix.scaling._verify import plot_sweeps, summarize
+from automix.tracking._store import Tracker, default_tracking_uri
 from trainer.export import export
 
 LR, WD = 4e-3, 0.5

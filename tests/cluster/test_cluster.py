@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from automix.cli import main
-from automix.study import open_study_storage
+from automix.study._storage import open_storage
 
 pytestmark = pytest.mark.cluster
 N_TRIALS = 6
@@ -63,7 +63,7 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
     with open(log, "wb") as out:
         proc = subprocess.Popen([*cmd, "--storage", postgres_url], stdout=out, stderr=out, start_new_session=True)
     try:
-        storage = open_study_storage(postgres_url)
+        storage = open_storage(postgres_url)
         killed = _wait_for_trial_on(worker_id, storage, proc, log)
         cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-trial
         assert proc.wait(timeout=150) == 0, log.read_text()[-3000:]

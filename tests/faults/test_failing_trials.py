@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 import automix
-from automix.space import parse_space
+from automix.config._space import parse_space
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from automix.cli import main
-from automix.study import open_study_storage
+from automix.study._storage import open_storage
 
 pytestmark = pytest.mark.slow
 N_TRIALS = 10
@@ -22,7 +22,7 @@ DRIVER = textwrap.dedent(
     """
     import sys, time
     import automix
-    from automix.space import parse_space
+    from automix.config._space import parse_space
 
     def objective(params, report):
         for step in range(1, 4):
@@ -50,7 +50,7 @@ def test_two_drivers_join_one_journal_study(tmp_path):
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
 
-    study = optuna.load_study(study_name="shared", storage=open_study_storage(storage))
+    study = optuna.load_study(study_name="shared", storage=open_storage(storage))
     trained = [t for t in study.trials if t.state == TrialState.COMPLETE]
     # Each driver stops asking once the study is full; two asking at the same instant may add one.
     assert N_TRIALS <= len(trained) <= N_TRIALS + 1
@@ -72,7 +72,7 @@ def test_joining_a_sqlite_study_is_refused(study_yaml, capsys):
 def _open_at_once(url, barrier, results):
     barrier.wait()
     try:
-        open_study_storage(url)
+        open_storage(url)
         results.put("ok")
     except Exception as e:  # noqa: BLE001 - the message is what the test compares
         results.put(str(e))
@@ -92,4 +92,4 @@ def test_processes_opening_a_new_sqlite_study_at_once_all_succeed(tmp_path):
         for p in procs:
             p.join()
         assert outcomes == ["ok"] * 4
-        assert optuna.get_all_study_names(open_study_storage(url)) == []  # a usable, empty storage
+        assert optuna.get_all_study_names(open_storage(url)) == []  # a usable, empty storage

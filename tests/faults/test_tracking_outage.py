@@ -9,7 +9,7 @@ import ray
 from mlflow.tracking import MlflowClient
 
 import automix
-from automix.space import parse_space
+from automix.config._space import parse_space
 
 pytestmark = pytest.mark.slow
 SPACE = parse_space({"x": {"type": "float", "low": -2.0, "high": 2.0}})

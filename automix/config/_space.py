@@ -24,7 +24,7 @@ import optuna.distributions as od
 import yaml
 from pydantic import ValidationError
 
-from automix.config import ConfigError, format_validation_error
+from automix.config._study import ConfigError, format_validation_error
 from trainer.config import TrainConfig
 
 ALIASES = {
@@ -34,7 +34,7 @@ ALIASES = {
     "mix_ratio": "budget.mix_ratio",
     "unique_tokens": "budget.unique_tokens",
 }
-BUNDLED = Path(__file__).resolve().parents[1] / "search_spaces"
+BUNDLED = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 @dataclass

@@ -17,10 +17,10 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from automix.config import ConfigError, StudyConfig
-from automix.results import best_trials
-from automix.study import open_study_storage
-from automix.tracking import Tracker, default_tracking_uri
+from automix.config._study import ConfigError, StudyConfig
+from automix.study._results import best_trials
+from automix.study._storage import open_storage
+from automix.tracking._store import Tracker, default_tracking_uri
 
 
 @dataclass
@@ -84,7 +84,7 @@ def load_study_data(config: StudyConfig) -> StudyData:
     if not db.is_file():
         raise ConfigError(f"no study at {db}: run `automix search` with this config first")
     try:
-        study = optuna.load_study(study_name=config.study, storage=open_study_storage(f"sqlite:///{db}"))
+        study = optuna.load_study(study_name=config.study, storage=open_storage(f"sqlite:///{db}"))
     except KeyError:
         raise ConfigError(f"{db} holds no study named '{config.study}': check the config's study name") from None
     uri = config.tracking.uri or default_tracking_uri(work)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from automix.config import ConfigError, StudyConfig
-from automix.readback import load_study_data
-from automix.reruns import settings_config, train_many, with_seed
+from automix.analysis._readback import load_study_data
+from automix.analysis._reruns import settings_config, train_many, with_seed
+from automix.config._study import ConfigError, StudyConfig
 
 METRICS = ("target_val_loss", "target_acc", "aux_val_loss", "aux_acc", "target_acc_chance")
 

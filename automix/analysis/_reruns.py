@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from automix.config import StudyConfig
-from automix.readback import write_json
-from automix.space import load_space
+from automix.analysis._readback import write_json
+from automix.config._space import load_space
+from automix.config._study import StudyConfig
 from trainer.config import TrainConfig
 from trainer.corpus import digest
 

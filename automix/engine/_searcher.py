@@ -27,85 +27,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from optuna.samplers import RandomSampler
 from optuna.trial import TrialState
 from ray import cloudpickle
-from ray.tune import Callback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from automix.trainable import FINAL_KEY, KEEP_KEY, REQUEUED_KEY, TRIAL_KEY
+from automix.protocol import (
+    COST_KEYS,
+    FINAL_KEY,
+    KEEP_KEY,
+    NODE_KEYS,
+    REQUEUED_KEY,
+    TRIAL_KEY,
+    final_state,
+    finished,
+    trial_metrics,
+)
 
-COST_KEYS = ("tokens", "wall_time_s")
-NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
 MAX_REJECTIONS = 1000
 MAX_REPEATS = 100  # suggestions in a row that were all trained already: the space is exhausted
 SAME_PARAMS = "same params as trial"
 
 log = logging.getLogger(__name__)
-
-
-def trial_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """Drop Ray's bookkeeping (time_this_iter_s, pid, ...) and keep the objective's metrics."""
-    ray_keys = {
-        "time_this_iter_s",
-        "time_total_s",
-        "timestamp",
-        "training_iteration",
-        "pid",
-        "done",
-        "iterations_since_restore",
-        "time_since_restore",
-        FINAL_KEY,
-        "date",
-        "hostname",
-        *NODE_KEYS,
-    }
-    return {k: v for k, v in result.items() if k not in ray_keys}
-
-
-def finished(result: dict[str, Any]) -> bool:
-    """Whether a trial trained to its end: its objective returned (`FINAL_KEY`), or its last report
-    says `progress` 1.0 (a scheduler that stops a trial at that very report, e.g. ASHA at `max_t`,
-    keeps the objective's return from arriving, but the training was complete)."""
-    return bool(result.get(FINAL_KEY)) or float(result.get("progress", 0.0)) >= 1.0
-
-
-def final_state(result: dict[str, Any], metrics: list[str]) -> tuple[str, str | None]:
-    """How a trial that ended without raising ends, and why if it failed.
-
-    COMPLETE when it trained to its end (`finished`) with finite metrics, FAIL when they are not
-    finite, PRUNED when the scheduler stopped it earlier. One rule for the study, MLflow and the console.
-    """
-    if not finished(result):
-        return "PRUNED", None
-    values = [result.get(m) for m in metrics]
-    if all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-        return "COMPLETE", None
-    return "FAIL", f"non-finite {metrics}: {values}"
-
-
-def error_reason(trial) -> str | None:
-    """The last line of a failed Ray trial's traceback: the exception and its message."""
-    path = getattr(trial, "error_file", None)
-    try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
-    except OSError:
-        return None
-    return lines[-1].strip() if lines else None
-
-
-class FailureCallback(Callback):
-    """Hands a failed trial's exception to the searcher, which records it as the FAIL reason."""
-
-    def __init__(self, searcher: StudySearcher):
-        self.searcher = searcher
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.searcher.record_failure(trial.trial_id, error_reason(trial))
 
 
 class StudySearcher(OptunaSearch):

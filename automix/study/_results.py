@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from automix.config import SearchConfig
+from automix.config._study import SearchConfig
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from automix.config import ConfigError, StudyConfig
-from automix.tracking import Tracker, default_tracking_uri, flatten
-from automix.transfer import quietly, with_values
+from automix.config._study import ConfigError, StudyConfig
+from automix.scaling._transfer import quietly, with_values
+from automix.tracking._store import Tracker, default_tracking_uri, flatten
 from trainer.config import TrainConfig
 from trainer.data import prepare
 from trainer.train import TrainingDiverged, run

@@ -10,8 +10,7 @@ from ray.tune import Callback
 from rich.console import Console
 from rich.table import Table
 
-from automix.searcher import final_state
-from automix.trainable import TRIAL_KEY, user_params
+from automix.protocol import TRIAL_KEY, final_state, user_params
 
 # Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import curve_fit
 
-from automix.config import ConfigError, StudyConfig
-from automix.readback import load_study_data
-from automix.reruns import settings_config, train_many, with_seed
+from automix.analysis._readback import load_study_data
+from automix.analysis._reruns import settings_config, train_many, with_seed
+from automix.config._study import ConfigError, StudyConfig
 
 R_STAR = 15.4  # Muennighoff et al. 2023: repeated epochs' value decays with this timescale
 

@@ -21,17 +21,19 @@ import ray
 from pydantic import ValidationError
 from ray import tune
 
-from automix.config import ConfigError, SearchConfig, StudyConfig, format_validation_error
-from automix.objective import Objective, TrainerObjective, cpu_threads
-from automix.progress import ProgressCallback
-from automix.results import SearchResult, collect
-from automix.samplers import grid_size, make_sampler
-from automix.schedulers import TokenBudget, make_scheduler
-from automix.searcher import FailureCallback, StudySearcher
-from automix.space import SearchSpace, load_space
-from automix.study import check_study, open_study_storage, prepare_study
-from automix.tracking import MlflowTrialCallback, Tracker, check_tracking_uri, default_tracking_uri, flatten
-from automix.trainable import make_trainable
+from automix.config._space import SearchSpace, load_space
+from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
+from automix.engine._callbacks import FailureCallback, MlflowTrialCallback
+from automix.engine._progress import ProgressCallback
+from automix.engine._samplers import grid_size, make_sampler
+from automix.engine._schedulers import TokenBudget, make_scheduler
+from automix.engine._searcher import StudySearcher
+from automix.study._prepare import check_study, prepare_study
+from automix.study._results import SearchResult, collect
+from automix.study._storage import open_storage
+from automix.tracking._store import Tracker, check_tracking_uri, default_tracking_uri, flatten
+from automix.trial._objective import Objective, TrainerObjective, cpu_threads
+from automix.trial._trainable import make_trainable
 from trainer.config import TrainConfig
 from trainer.data import CorpusError, prepare
 
@@ -169,7 +171,7 @@ def search(
         tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
         check_tracking_uri(tracking_uri)
         _make_writable(work)
-        ot_storage = open_study_storage(storage_url)
+        ot_storage = open_storage(storage_url)
         if join and storage_url.startswith("sqlite"):
             raise ConfigError(
                 "several drivers must not share a sqlite study: give --storage journal:PATH (one machine) "

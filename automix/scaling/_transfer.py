@@ -28,12 +28,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
-from automix.config import ConfigError, StudyConfig, format_validation_error
-from automix.objective import TrainerObjective
-from automix.results import best_trials
-from automix.space import SearchSpace, load_space
-from automix.study import open_study_storage
-from automix.tracking import Tracker, default_tracking_uri, flatten
+from automix.config._space import SearchSpace, load_space
+from automix.config._study import ConfigError, StudyConfig, format_validation_error
+from automix.study._results import best_trials
+from automix.study._storage import open_storage
+from automix.tracking._store import Tracker, default_tracking_uri, flatten
+from automix.trial._objective import TrainerObjective
 from trainer.config import TrainConfig
 from trainer.model import build_model, build_optimizer
 from trainer.train import run
@@ -140,7 +140,7 @@ def source_trial(config: StudyConfig, trial: int | None = None) -> FrozenTrial:
     if not (config.work_path / "optuna.db").exists():
         raise ConfigError(f"no study in {config.work_path}: run `automix search` first")
     try:
-        study = optuna.load_study(study_name=config.study, storage=open_study_storage(url))
+        study = optuna.load_study(study_name=config.study, storage=open_storage(url))
     except KeyError:
         raise ConfigError(f"study '{config.study}' is not in {url}") from None
     if trial is not None:

@@ -7,8 +7,8 @@ import math
 import optuna
 import optuna.distributions as od
 
-from automix.config import ConfigError
-from automix.space import SearchSpace
+from automix.config._space import SearchSpace
+from automix.config._study import ConfigError
 
 
 def grid_values(space: SearchSpace) -> dict[str, list]:

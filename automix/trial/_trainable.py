@@ -13,18 +13,8 @@ from typing import Any
 import ray
 from ray import tune
 
-from automix.objective import Objective, Reporter
-
-# Keys automix adds to a trial's config; `user_params` strips them.
-TRIAL_KEY = "__automix_trial"
-REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
-KEEP_KEY = "__automix_keep"  # a point proposed again after it was pruned: schedulers let it finish
-FINAL_KEY = "automix_final"
-
-
-def user_params(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's searched parameters: its config without the keys automix adds."""
-    return {k: v for k, v in config.items() if not k.startswith("__automix_")}
+from automix.protocol import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, user_params
+from automix.trial._objective import Objective, Reporter
 
 
 def _ship_by_value(objective: Objective) -> None:

@@ -15,11 +15,9 @@ from __future__ import annotations
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
-from automix.config import SearchConfig
-from automix.trainable import KEEP_KEY
+from automix.config._study import SearchConfig
+from automix.protocol import DECAYING, KEEP_KEY, TOKENS
 
-TIME_ATTR = "tokens"
-DECAYING_KEY = "decaying"
 
 
 class _StablePhaseOnly:
@@ -28,7 +26,7 @@ class _StablePhaseOnly:
 
     @staticmethod
     def _ignored(trial, result: dict) -> bool:
-        return bool(result.get(DECAYING_KEY) or getattr(trial, "config", {}).get(KEEP_KEY))
+        return bool(result.get(DECAYING) or getattr(trial, "config", {}).get(KEEP_KEY))
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self._ignored(trial, result):
@@ -62,7 +60,7 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
     metric, mode = settings.metrics[0], settings.modes[0]
     if settings.scheduler == "asha":
         return StableASHA(
-            time_attr=TIME_ATTR,
+            time_attr=TOKENS,
             metric=metric,
             mode=mode,
             max_t=max_tokens,
@@ -70,7 +68,7 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
             reduction_factor=settings.reduction_factor,
         )
     if settings.scheduler == "median":
-        return StableMedianStoppingRule(time_attr=TIME_ATTR, metric=metric, mode=mode, grace_period=grace)
+        return StableMedianStoppingRule(time_attr=TOKENS, metric=metric, mode=mode, grace_period=grace)
     return FIFOScheduler()
 
 
@@ -88,8 +86,8 @@ class TokenBudget(Stopper):
         return self.already_spent + sum(self._latest.values())
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if TIME_ATTR in result:
-            self._latest[trial_id] = float(result[TIME_ATTR])
+        if TOKENS in result:
+            self._latest[trial_id] = float(result[TOKENS])
         return False
 
     def stop_all(self) -> bool:

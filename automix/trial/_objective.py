@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from automix.space import SearchSpace
+from automix.config._space import SearchSpace
 from trainer.config import TrainConfig
 from trainer.train import run
 

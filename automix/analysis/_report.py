@@ -34,10 +34,10 @@ import pandas as pd  # noqa: E402
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator  # noqa: E402
 from plotly.offline import get_plotlyjs  # noqa: E402
 
-from automix.compare import plot_compare, summary_table  # noqa: E402
-from automix.config import StudyConfig  # noqa: E402
-from automix.multiplier import plot_multiplier  # noqa: E402
-from automix.readback import StudyData, load_study_data  # noqa: E402
+from automix.analysis._compare import plot_compare, summary_table  # noqa: E402
+from automix.analysis._multiplier import plot_multiplier  # noqa: E402
+from automix.analysis._readback import StudyData, load_study_data  # noqa: E402
+from automix.config._study import StudyConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 CONTOUR_PARAMS = ["mix_ratio", "weight_decay"]

@@ -1,0 +1,27 @@
+"""Study configs and search spaces: YAML + `key=value` overrides → validated, typed objects."""
+
+from automix.config._space import SearchSpace, load_space, parse_space
+from automix.config._study import (
+    SAMPLERS,
+    ConfigError,
+    SearchConfig,
+    StudyConfig,
+    TrackingConfig,
+    default_cache_dir,
+    format_validation_error,
+    load_config,
+)
+
+__all__ = [
+    "SAMPLERS",
+    "ConfigError",
+    "SearchConfig",
+    "SearchSpace",
+    "StudyConfig",
+    "TrackingConfig",
+    "default_cache_dir",
+    "format_validation_error",
+    "load_config",
+    "load_space",
+    "parse_space",
+]
