@@ -31,7 +31,22 @@ _EXPORTS = {
     "transfer": "automix.scaling",
     "verify_transfer": "automix.scaling",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "Reporter",
+    "SearchConfig",
+    "SearchResult",
+    "SearchSpace",
+    "StudyConfig",
+    "TrainerObjective",
+    "Workspace",
+    "load_config",
+    "load_space",
+    "search",
+    "search_objective",
+    "transfer",
+    "verify_transfer",
+]
 
 if TYPE_CHECKING:
     from automix.config import ConfigError, SearchConfig, SearchSpace, StudyConfig, load_config, load_space

@@ -8,9 +8,8 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from automix.config._study import SearchConfig
-from automix.protocol import DECAYING, TOKENS
 from automix.engine._schedulers import StableASHA, StableMedianStoppingRule, make_scheduler
-from automix.protocol import KEEP_KEY
+from automix.protocol import DECAYING, KEEP_KEY, TOKENS
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from automix.config._study import SearchConfig
 from automix.protocol import DECAYING, KEEP_KEY, TOKENS
 
 
-
 class _StablePhaseOnly:
     """Mixin for a Ray scheduler: reports made during the lr decay, and a kept trial's reports,
     neither count nor stop a trial."""
