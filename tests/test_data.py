@@ -1,4 +1,4 @@
-"""Data semantics (DESIGN §4): pool, repetition, mixing, determinism, cache, errors, tokenizers."""
+"""Data semantics: pool, repetition, mixing, determinism, cache, errors, tokenizers."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from trainer.checkpoint import load_checkpoint
+from trainer.config import fingerprint
 from trainer.data import load_datasets
-from trainer.train import LossReader, StopTraining, TrainingDiverged, run, wsd_schedule
+from trainer.train import LoopState, LossReader, StopTraining, TrainingDiverged, run, wsd_schedule
 
 
 @pytest.fixture
@@ -115,6 +116,8 @@ def test_resumed_run_has_the_uninterrupted_loss_curve(small, tmp_path):
     with pytest.raises(Crash):
         run(cfg, report=_crash_at(3))
     assert (tmp_path / "b" / "state.pt").is_file() and not (tmp_path / "b" / "result.json").exists()
+    saved = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["progress"]
+    assert LoopState(**saved).step > 0 and len(saved["history"]) == 2  # a plain dict of the loop state
     resumed = run(cfg)
 
     def curve(result):
@@ -154,17 +157,24 @@ def test_divergence_stops_the_run_early(small):
 def test_losses_read_in_batches_are_checked_like_losses_read_every_step():
     values = [2.0, 1.9, 1.8, 1.7, 30.0, 1.6]  # spikes at step 4
 
-    def feed(every: int) -> tuple[dict, str | None]:
-        progress = {"ema": None, "best_ema": math.inf, "loss_sum": 0.0, "batches": 0}
-        reader = LossReader(progress, warmup=2, factor=1.5, every=every)
+    def feed(every: int) -> tuple[LoopState, str | None]:
+        state = LoopState()
+        reader = LossReader(state, warmup=2, factor=1.5, every=every)
         try:
             for step, value in enumerate(values):
                 reader.add(step, torch.tensor(value))
             reader.flush()
         except TrainingDiverged as e:
-            return progress, str(e)
-        return progress, None
+            return state, str(e)
+        return state, None
 
     every_step, batched = feed(1), feed(4)  # CPU reads every step; CUDA in batches
     assert batched == every_step
-    assert every_step[1] is not None and "at step 4" in every_step[1] and every_step[0]["batches"] == 4
+    assert every_step[1] is not None and "at step 4" in every_step[1] and every_step[0].batches == 4
+
+
+def test_fingerprint_ignores_where_and_how_a_run_is_done(small, tmp_path):
+    cfg = small()
+    elsewhere = small(out_dir=str(tmp_path), resume_from=str(tmp_path), threads=2, device="cpu")
+    assert fingerprint(elsewhere.model_copy(update={"checkpoint_every_tokens": 7})) == fingerprint(cfg)
+    assert fingerprint(small(seed=1)) != fingerprint(cfg)

@@ -9,37 +9,26 @@ All loads use `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from trainer.config import TrainConfig
+from trainer.atomic import atomic_write, write_json
+from trainer.config import TrainConfig, fingerprint
 from trainer.model import Transformer, build_model
 
-# Settings that do not change what a run computes: a run may resume under different ones.
-_NOT_IN_FINGERPRINT = {"out_dir", "resume_from", "threads", "device", "checkpoint_every_tokens"}
 
-
-def fingerprint(config: TrainConfig) -> str:
-    """Hash of everything that determines a run's losses."""
-    payload = json.dumps(config.model_dump(exclude=_NOT_IN_FINGERPRINT), sort_keys=True)
-    return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)  # a reader never sees half a file, even if the writer is killed
+def _save(obj: dict, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(out_dir: Path, model: Transformer, config: TrainConfig, tokenizer) -> Path:
     """Write `model.pt` (weights + resolved config) and the tokenizer into `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "model.pt"
-    _atomic_save({"model": model.state_dict(), "config": config.model_dump(), "vocab_size": tokenizer.vocab_size}, path)
+    path = _save(
+        {"model": model.state_dict(), "config": config.model_dump(), "vocab_size": tokenizer.vocab_size},
+        out_dir / "model.pt",
+    )
     tokenizer.save(out_dir)
     return path
 
@@ -54,8 +43,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Transformer,
 
 
 def save_state(out_dir: Path, config: TrainConfig, model, optimizer, scheduler, progress: dict) -> None:
-    """Write `state.pt`: enough to continue the run bit for bit."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write `state.pt`: enough to continue the run bit for bit.
+
+    `progress` is the loop's counters as a plain dict (`dataclasses.asdict` of the loop state), so
+    `torch.load(weights_only=True)` reads it back.
+    """
     state = {
         "fingerprint": fingerprint(config),
         "model": model.state_dict(),
@@ -64,11 +56,11 @@ def save_state(out_dir: Path, config: TrainConfig, model, optimizer, scheduler, 
         "progress": progress,
         "rng": torch.get_rng_state(),
     }
-    _atomic_save(state, out_dir / "state.pt")
+    _save(state, out_dir / "state.pt")
 
 
 def load_state(directory: Path, config: TrainConfig, model, optimizer, scheduler) -> dict | None:
-    """Restore `state.pt` of the same run into model/optimiser/schedule; returns its progress or None."""
+    """Restore `state.pt` of the same run into model/optimiser/schedule; returns its progress dict or None."""
     path = directory / "state.pt"
     if not path.is_file():
         return None
@@ -85,9 +77,7 @@ def load_state(directory: Path, config: TrainConfig, model, optimizer, scheduler
 def save_result(out_dir: Path, config: TrainConfig, metrics: dict, history: list[dict]) -> None:
     """Write `result.json` for a finished run and drop its now useless `state.pt`."""
     payload = {"fingerprint": fingerprint(config), "metrics": metrics, "history": history}
-    tmp = out_dir / "result.json.tmp"
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(out_dir / "result.json")
+    write_json(out_dir / "result.json", payload, indent=None)
     (out_dir / "state.pt").unlink(missing_ok=True)
 
 

@@ -6,6 +6,8 @@ forbids unknown keys so that a typo in a YAML file is an error, not a silently i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -132,3 +134,14 @@ class TrainConfig(_Strict):
     divergence_factor: float = Field(
         2.0, gt=1, description="stop as diverged when the smoothed train loss exceeds this × its best"
     )
+
+
+# Settings that do not change what a run computes: a run may resume, or be served from a cache,
+# under other ones.
+_NOT_IN_FINGERPRINT = {"out_dir", "resume_from", "threads", "device", "checkpoint_every_tokens"}
+
+
+def fingerprint(config: TrainConfig) -> str:
+    """Hash of everything that determines a run's losses: the one key of its state, result and rerun cache."""
+    payload = json.dumps(config.model_dump(exclude=_NOT_IN_FINGERPRINT), sort_keys=True)
+    return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()

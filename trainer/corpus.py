@@ -91,7 +91,7 @@ def read_documents(source: str, hf_max_documents: int) -> list[str]:
 
 
 def document_order(n_documents: int, seed: int) -> np.ndarray:
-    """The seeded permutation of documents that fixes which tokens a budget uses (DESIGN §4)."""
+    """The seeded permutation of documents that fixes which tokens a budget uses."""
     return np.random.default_rng(seed % 2**64).permutation(n_documents)
 
 

@@ -1,4 +1,4 @@
-"""Corpora → token ids → the mixed, repeated training stream; validation sets (DESIGN §4).
+"""Corpora → token ids → the mixed, repeated training stream; validation sets.
 
 With U = budget.unique_tokens, L = data.seq_len, E = epochs and r = mix_ratio:
 

@@ -1,6 +1,6 @@
 """Evaluation: per-language validation loss (nats per token) and multiple-choice accuracy.
 
-Multiple choice (DESIGN §4): each item of a JSONL set `{id, context, choices, label}` is scored by
+Multiple choice: each item of a JSONL set `{id, context, choices, label}` is scored by
 the log-likelihood of every choice given its context, as a sum and per byte of the choice (the
 length-normalised score; topic names or exam answers differ in length, and a sum favours short
 ones). Contexts longer than the model's window are left-truncated. All (item, choice) sequences of

@@ -1,14 +1,12 @@
 """Tokenizers: byte-level (the default), or byte-level BPE trained on both corpora and cached.
 
-Both corpora go through one tokenizer (DESIGN §4). A tokenizer's `fingerprint` identifies it in the
-token cache's keys, so arrays made by another tokenizer are never reused.
+Both corpora go through one tokenizer (one model reads both), and a BPE learns from samples of both.
+A tokenizer's `fingerprint` identifies it in the token cache's keys, so arrays made by another
+tokenizer are never reused.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +15,7 @@ import numpy as np
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from trainer.atomic import atomic_write, write_json
 from trainer.config import DataConfig
 from trainer.corpus import content_key, digest, document_order, read_documents
 
@@ -66,9 +65,8 @@ class ByteTokenizer:
 
     def save(self, directory: str | Path) -> Path:
         """Write `byte_tokenizer.json` into `directory`; return its path."""
-        path = Path(directory) / BYTE_FILE
-        path.write_text(json.dumps({"type": "byte", "vocab_size": self.vocab_size, "eos_id": self.eos_id}))
-        return path
+        meta = {"type": "byte", "vocab_size": self.vocab_size, "eos_id": self.eos_id}
+        return write_json(Path(directory) / BYTE_FILE, meta, indent=None)
 
 
 class BPETokenizer:
@@ -94,9 +92,7 @@ class BPETokenizer:
 
     def save(self, directory: str | Path) -> Path:
         """Write `tokenizer.json` (loadable by `transformers.PreTrainedTokenizerFast`); return its path."""
-        path = Path(directory) / BPE_FILE
-        self.hf.save(str(path))
-        return path
+        return atomic_write(Path(directory) / BPE_FILE, lambda tmp: self.hf.save(str(tmp)))
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
@@ -123,14 +119,8 @@ def build_tokenizer(cfg: DataConfig) -> Tokenizer:
     path = Path(cfg.cache_dir) / "tokenizers" / key / BPE_FILE
     if not path.exists():
         sample = [doc for s in sources for doc in _sample(s, cfg)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tokenizer.", suffix=".json")
-        os.close(fd)
-        try:
-            _train_bpe(sample, cfg.vocab_size).save(tmp)
-            os.replace(tmp, path)  # atomic: a concurrent trial never reads half a file
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        bpe = _train_bpe(sample, cfg.vocab_size)
+        atomic_write(path, lambda tmp: bpe.save(str(tmp)))  # a concurrent trial never reads half a file
     return BPETokenizer(tokenizers.Tokenizer.from_file(str(path)))
 
 

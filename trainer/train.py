@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from trainer.checkpoint import load_result, load_state, save_checkpoint, save_re
 from trainer.config import TrainConfig
 from trainer.data import Datasets, load_datasets
 from trainer.evaluate import MCSuite, validation_loss
-from trainer.model import build_model, build_optimizer
+from trainer.model import Transformer, build_model, build_optimizer
 
 Report = Callable[[dict], bool | None]
 
@@ -75,52 +75,35 @@ def wsd_schedule(total_steps: int, warmup_steps: int, decay_frac: float) -> Call
     return factor
 
 
-def _evaluate(model, data: Datasets, batch_size: int, autocast, mc: MCSuite | None) -> dict[str, float]:
-    metrics = {"target_val_loss": validation_loss(model, data.target_valid, batch_size, autocast)}
-    if data.aux_valid is not None:
-        metrics["aux_val_loss"] = validation_loss(model, data.aux_valid, batch_size, autocast)
-    if mc is not None:
-        metrics.update(mc.evaluate(model, batch_size, autocast))
-    return metrics
+@dataclass
+class LoopState:
+    """The training loop's counters; saved in `state.pt` (as a plain dict) so a resumed run continues them."""
+
+    step: int = 0  # steps taken
+    tokens: int = 0  # tokens trained on
+    next_eval: int = 0  # token mark of the next evaluation
+    next_checkpoint: int = 0  # token mark of the next `state.pt`
+    loss_sum: float = 0.0  # train losses since the last evaluation...
+    batches: int = 0  # ...and how many: their mean is the reported train_loss
+    ema: float | None = None  # smoothed train loss and its best, for the divergence check
+    best_ema: float = math.inf
+    elapsed: float = 0.0  # wall time up to the last `state.pt`
+    compute_s: float = 0.0  # time in steps and evaluations alone
+    history: list[dict[str, float]] = field(default_factory=list)  # every evaluation's metrics
 
 
-def _mc_suite(config: TrainConfig, data: Datasets) -> MCSuite | None:
-    """The configured multiple-choice sets, tokenized once per run; None when there are none."""
-    d = config.data
-    if not (d.eval_sets or d.aux_eval_sets):
-        return None
-    return MCSuite.from_paths(d.eval_sets, d.aux_eval_sets, data.tokenizer, d.seq_len, d.eval_items)
-
-
-def _fresh_progress(config: TrainConfig) -> dict:
-    """Counters of a run from its first step; saved in `state.pt` so a resumed run continues them."""
-    return {
-        "step": 0,
-        "tokens": 0,
-        "next_eval": config.eval_every_tokens,
-        "next_checkpoint": config.checkpoint_every_tokens or 0,
-        "loss_sum": 0.0,
-        "batches": 0,
-        "ema": None,
-        "best_ema": math.inf,
-        "elapsed": 0.0,
-        "compute_s": 0.0,
-        "history": [],
-    }
-
-
-def _check_divergence(progress: dict, loss_value: float, step: int, warmup: int, factor: float) -> None:
+def _check_divergence(state: LoopState, loss_value: float, step: int, warmup: int, factor: float) -> None:
     """Stop a run whose loss is non-finite or has spiked well above its best, before it wastes its budget."""
     if not math.isfinite(loss_value):
         raise TrainingDiverged(f"training loss is {loss_value} at step {step}")
-    ema = loss_value if progress["ema"] is None else 0.9 * progress["ema"] + 0.1 * loss_value
-    progress["ema"] = ema
+    ema = loss_value if state.ema is None else 0.9 * state.ema + 0.1 * loss_value
+    state.ema = ema
     if step >= warmup:
-        if ema > factor * progress["best_ema"]:
+        if ema > factor * state.best_ema:
             raise TrainingDiverged(
-                f"training loss spiked to {ema:.3f}, {factor:g}× its best {progress['best_ema']:.3f}, at step {step}"
+                f"training loss spiked to {ema:.3f}, {factor:g}× its best {state.best_ema:.3f}, at step {step}"
             )
-        progress["best_ema"] = min(progress["best_ema"], ema)
+        state.best_ema = min(state.best_ema, ema)
 
 
 class LossReader:
@@ -131,8 +114,8 @@ class LossReader:
     the same values in the same order either way, only up to `every` - 1 steps later. CPU: every step.
     """
 
-    def __init__(self, progress: dict, warmup: int, factor: float, every: int):
-        self.progress, self.warmup, self.factor, self.every = progress, warmup, factor, every
+    def __init__(self, state: LoopState, warmup: int, factor: float, every: int):
+        self.state, self.warmup, self.factor, self.every = state, warmup, factor, every
         self._pending: list[tuple[int, torch.Tensor]] = []
 
     def add(self, step: int, loss: torch.Tensor) -> None:
@@ -148,19 +131,130 @@ class LossReader:
         values = torch.stack([v.float() for _, v in self._pending]).tolist()
         self._pending.clear()
         for step, value in zip(steps, values, strict=True):
-            _check_divergence(self.progress, value, step, self.warmup, self.factor)
-            self.progress["loss_sum"] += value
-            self.progress["batches"] += 1
+            _check_divergence(self.state, value, step, self.warmup, self.factor)
+            self.state.loss_sum += value
+            self.state.batches += 1
+
+
+@dataclass
+class _Setup:
+    """What one run trains and evaluates with, built from its config."""
+
+    device: torch.device
+    data: Datasets
+    mc: MCSuite | None  # multiple-choice sets, None when none are configured
+    model: Transformer
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    lr_factor: Callable[[int], float]  # the schedule: lr multiplier at a step
+    n_steps: int
+    warmup: int  # warmup steps; the divergence check starts after them
+    autocast: Callable[[], AbstractContextManager]
+    eval_batch_size: int
+
+
+def _mc_suite(config: TrainConfig, data: Datasets) -> MCSuite | None:
+    """The configured multiple-choice sets, tokenized once per run; None when there are none."""
+    d = config.data
+    if not (d.eval_sets or d.aux_eval_sets):
+        return None
+    return MCSuite.from_paths(d.eval_sets, d.aux_eval_sets, data.tokenizer, d.seq_len, d.eval_items)
+
+
+def _setup(config: TrainConfig) -> _Setup:
+    """Seed torch, then load the data and build the model, MuAdamW and the warmup-stable-decay schedule."""
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    data = load_datasets(config)
+    mc = _mc_suite(config, data)
+    model = build_model(config.model, data.tokenizer.vocab_size, config.data.seq_len).to(device)
+    optimizer = build_optimizer(model, config.optim)
+    n_steps = data.stream.n_batches
+    warmup = math.ceil(config.optim.warmup_tokens / (config.optim.batch_size * config.data.seq_len))
+    lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
+    # LambdaLR multiplies each group's initial lr, keeping MuAdamW's per-group width scaling.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    return _Setup(
+        device=device,
+        data=data,
+        mc=mc,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        lr_factor=lr_factor,
+        n_steps=n_steps,
+        warmup=warmup,
+        autocast=autocast,
+        eval_batch_size=config.optim.batch_size * 4,
+    )
+
+
+def _run_dirs(config: TrainConfig) -> list[Path]:
+    """Where this run's own earlier work may be: its out_dir, then the run it resumes."""
+    return [Path(d) for d in (config.out_dir, config.resume_from) if d]
 
 
 def _finished(config: TrainConfig) -> RunResult | None:
     """The saved result of this very run (in out_dir or the run it resumes), so it is not trained twice."""
-    for directory in (Path(d) for d in (config.out_dir, config.resume_from) if d):
+    for directory in _run_dirs(config):
         saved = load_result(directory, config)
         if saved is not None:
             model = directory / "model.pt"
             return RunResult(saved["metrics"], saved["history"], str(model) if model.is_file() else None)
     return None
+
+
+def _start_state(config: TrainConfig, setup: _Setup) -> LoopState:
+    """The state this run was interrupted in (restoring model, optimiser, schedule and RNG), or a fresh one."""
+    for directory in _run_dirs(config):
+        if (saved := load_state(directory, config, setup.model, setup.optimizer, setup.scheduler)) is not None:
+            return LoopState(**saved)
+    return LoopState(next_eval=config.eval_every_tokens, next_checkpoint=config.checkpoint_every_tokens or 0)
+
+
+def _evaluation_metrics(config: TrainConfig, setup: _Setup, state: LoopState, start: float) -> dict[str, float]:
+    """What an evaluation after `state.step` steps reports: position, schedule, losses, accuracies, times.
+
+    `start` is the run's start on the `time.perf_counter` clock. `compute_time_s` is added by the
+    caller, once the evaluation's own time is counted.
+    """
+    model, batch_size, autocast = setup.model, setup.eval_batch_size, setup.autocast
+    step = state.step - 1  # the step just taken
+    model.eval()
+    metrics = {
+        "tokens": state.tokens,
+        "step": state.step,
+        "progress": state.step / setup.n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
+        "epoch": state.tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
+        "lr": config.optim.learning_rate * setup.lr_factor(step),
+        # Past the stable phase the loss falls with the lr, not with progress: schedulers must not
+        # rank this report against other trials' stable-phase ones (automix/engine/_schedulers.py).
+        "decaying": step > decay_start_step(setup.n_steps, config.optim.decay_frac),
+        "train_loss": state.loss_sum / state.batches,
+        "target_val_loss": validation_loss(model, setup.data.target_valid, batch_size, autocast),
+    }
+    if setup.data.aux_valid is not None:
+        metrics["aux_val_loss"] = validation_loss(model, setup.data.aux_valid, batch_size, autocast)
+    # Multiple choice costs several validation passes: every evaluation only if asked.
+    if setup.mc is not None and (config.data.mc_every_eval or state.step == setup.n_steps):
+        metrics.update(setup.mc.evaluate(model, batch_size, autocast))
+    model.train()
+    metrics["wall_time_s"] = time.perf_counter() - start
+    metrics["tokens_per_s"] = state.tokens / metrics["wall_time_s"]
+    return metrics
+
+
+def _stop_requested(report: Report | None, metrics: dict[str, float]) -> bool:
+    """The `report` contract: True or `StopTraining` ends the run; any other exception propagates."""
+    if report is None:
+        return False
+    try:
+        return bool(report(metrics))
+    except StopTraining:
+        return True
 
 
 def run(config: TrainConfig, report: Report | None = None) -> RunResult:
@@ -172,101 +266,62 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
     """
     if (done := _finished(config)) is not None:
         return done
-    device = pick_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    data = load_datasets(config)
-    mc = _mc_suite(config, data)
-    model = build_model(config.model, data.tokenizer.vocab_size, config.data.seq_len).to(device)
-    optimizer = build_optimizer(model, config.optim)
-    n_steps = data.stream.n_batches
-    tokens_per_step = config.optim.batch_size * config.data.seq_len
-    warmup = math.ceil(config.optim.warmup_tokens / tokens_per_step)
-    # LambdaLR multiplies each group's initial lr, keeping MuAdamW's per-group width scaling.
-    lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    setup = _setup(config)
+    model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+    state = _start_state(config, setup)
+    losses = LossReader(state, setup.warmup, config.divergence_factor, every=1 if setup.device.type == "cpu" else 32)
     out_dir = Path(config.out_dir) if config.out_dir else None
-    progress = _fresh_progress(config)
-    for directory in (Path(d) for d in (config.out_dir, config.resume_from) if d):
-        if (loaded := load_state(directory, config, model, optimizer, scheduler)) is not None:
-            progress = loaded
-            break
-
+    start = time.perf_counter() - state.elapsed
     stopped = False
-    losses = LossReader(progress, warmup, config.divergence_factor, every=1 if device.type == "cpu" else 32)
-    start = time.perf_counter() - progress["elapsed"]
     model.train()
-    while progress["step"] < n_steps:
+    while state.step < setup.n_steps:
         step_start = time.perf_counter()
-        step = progress["step"]
-        x, y = (t.to(device, non_blocking=True) for t in data.stream.batch(step))
-        with autocast():
+        x, y = (t.to(setup.device, non_blocking=True) for t in setup.data.stream.batch(state.step))
+        with setup.autocast():
             _, loss = model(x, y)
-        losses.add(step, loss)
+        losses.add(state.step, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
         scheduler.step()
-        progress["step"] = step + 1
-        progress["tokens"] += x.numel()
-        tokens = progress["tokens"]
-        if tokens < progress["next_eval"] and step < n_steps - 1:
-            progress["compute_s"] = progress.get("compute_s", 0.0) + time.perf_counter() - step_start
+        state.step += 1
+        state.tokens += x.numel()
+        last = state.step == setup.n_steps
+        if state.tokens < state.next_eval and not last:
+            state.compute_s += time.perf_counter() - step_start
             continue
-        losses.flush()  # evaluations and checkpoints see every step's loss
-        progress["next_eval"] = (tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
-        model.eval()
-        metrics = {
-            "tokens": tokens,
-            "step": step + 1,
-            "progress": (step + 1) / n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
-            "epoch": tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
-            "lr": config.optim.learning_rate * lr_factor(step),
-            # Past the stable phase the loss falls with the lr, not with progress: schedulers must
-            # not rank this report against other trials' stable-phase ones (automix/schedulers.py).
-            "decaying": step > decay_start_step(n_steps, config.optim.decay_frac),
-            "train_loss": progress["loss_sum"] / progress["batches"],
-            # Multiple choice costs several validation passes: every evaluation only if asked.
-            **_evaluate(
-                model,
-                data,
-                config.optim.batch_size * 4,
-                autocast,
-                mc if config.data.mc_every_eval or step == n_steps - 1 else None,
-            ),
-            "wall_time_s": time.perf_counter() - start,
-        }
-        metrics["tokens_per_s"] = tokens / metrics["wall_time_s"]
-        # Time in steps and evaluations alone: wall_time_s minus it is what reporting and checkpoints cost.
-        progress["compute_s"] = progress.get("compute_s", 0.0) + time.perf_counter() - step_start
-        metrics["compute_time_s"] = progress["compute_s"]
-        model.train()
-        progress["loss_sum"], progress["batches"] = 0.0, 0
-        progress["history"].append(metrics)
-        if report is not None:
-            try:
-                stopped = bool(report(metrics))
-            except StopTraining:
-                stopped = True
-            if stopped:
-                break
-        if out_dir and config.checkpoint_every_tokens and tokens >= progress["next_checkpoint"] and step < n_steps - 1:
-            progress["next_checkpoint"] = tokens + config.checkpoint_every_tokens
-            progress["elapsed"] = time.perf_counter() - start
-            save_state(out_dir, config, model, optimizer, scheduler, progress)
 
-    history = progress["history"]
-    final = dict(history[-1])
-    if mc is not None and stopped and not config.data.mc_every_eval:
-        model.eval()  # a run stopped early is still scored on its final model
-        final.update(mc.evaluate(model, config.optim.batch_size * 4, autocast))
+        # evaluate at the next fixed token mark, and at the end
+        losses.flush()  # evaluations and checkpoints see every step's loss
+        state.next_eval = (state.tokens // config.eval_every_tokens + 1) * config.eval_every_tokens
+        metrics = _evaluation_metrics(config, setup, state, start)
+        # Time in steps and evaluations alone: wall_time_s minus it is what reporting and checkpoints cost.
+        state.compute_s += time.perf_counter() - step_start
+        metrics["compute_time_s"] = state.compute_s
+        state.loss_sum, state.batches = 0.0, 0
+        state.history.append(metrics)
+        if _stop_requested(report, metrics):
+            stopped = True
+            break
+        if out_dir and config.checkpoint_every_tokens and state.tokens >= state.next_checkpoint and not last:
+            state.next_checkpoint = state.tokens + config.checkpoint_every_tokens
+            state.elapsed = time.perf_counter() - start
+            save_state(out_dir, config, model, optimizer, scheduler, asdict(state))
+    return _finish(config, setup, state, stopped)
+
+
+def _finish(config: TrainConfig, setup: _Setup, state: LoopState, stopped: bool) -> RunResult:
+    """The run's result: its last evaluation (multiple choice added for a stopped run), model and result saved."""
+    final = dict(state.history[-1])
+    if setup.mc is not None and stopped and not config.data.mc_every_eval:
+        setup.model.eval()  # a run stopped early is still scored on its final model
+        final.update(setup.mc.evaluate(setup.model, setup.eval_batch_size, setup.autocast))
     checkpoint = None
-    if out_dir:
-        checkpoint = str(save_checkpoint(out_dir, model, config, data.tokenizer))
+    if config.out_dir:
+        out_dir = Path(config.out_dir)
+        checkpoint = str(save_checkpoint(out_dir, setup.model, config, setup.data.tokenizer))
         if not stopped:
-            save_result(out_dir, config, final, history)
-    return RunResult(metrics=final, history=history, checkpoint_path=checkpoint, stopped_early=stopped)
+            save_result(out_dir, config, final, state.history)
+    return RunResult(metrics=final, history=state.history, checkpoint_path=checkpoint, stopped_early=stopped)

@@ -2,8 +2,9 @@
 
 Analyses need runs a search did not make: the best settings under fresh seeds (error bars that
 are not biased by the selection), or at other data budgets (the multiplier's reference curve).
-Each finished run's final metrics are cached under a hash of its trainer config, so `compare`,
-`multiplier` and a re-run of either never train the same config twice.
+Each finished run's final metrics are cached under its trainer config's `fingerprint` (the key
+the trainer's own state and result files use), so `compare`, `multiplier` and a re-run of either
+never train the same config twice.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from automix.analysis._readback import write_json
 from automix.config._space import load_space
 from automix.config._study import StudyConfig
-from trainer.config import TrainConfig
-from trainer.corpus import digest
+from trainer.atomic import write_json
+from trainer.config import TrainConfig, fingerprint
 
 
 def settings_config(config: StudyConfig, params: dict[str, Any], **budget: Any) -> TrainConfig:
@@ -36,10 +36,6 @@ def with_seed(config: TrainConfig, seed: int) -> TrainConfig:
     return config.model_copy(update={"seed": seed})
 
 
-def _key(config: TrainConfig) -> str:
-    return digest(config.model_dump_json(exclude={"out_dir", "threads", "device"}))
-
-
 def _train(config: TrainConfig) -> dict[str, float]:
     from trainer.train import run  # imported in the worker: torch loads once per process
 
@@ -49,7 +45,7 @@ def _train(config: TrainConfig) -> dict[str, float]:
 def train_many(configs: Sequence[TrainConfig], cache_dir: Path, workers: int = 1) -> list[dict[str, float]]:
     """Final metrics of each config, trained `workers` at a time (one thread each) or read from the cache."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = [cache_dir / f"{_key(c)}.json" for c in configs]
+    paths = [cache_dir / f"{fingerprint(c)}.json" for c in configs]
     todo = {p: c for p, c in zip(paths, configs, strict=True) if not p.exists()}
     if todo:
         jobs = [c.model_copy(update={"threads": 1, "out_dir": None}) for c in todo.values()]
