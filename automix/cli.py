@@ -21,19 +21,30 @@ from trainer.data import CorpusError
 EXIT_USAGE = 2
 
 
+def _workspace(args: argparse.Namespace):
+    """The study config of a command (file + `key=value` overrides) and its workspace (`--storage` wins)."""
+    from automix.study._workspace import Workspace
+
+    config = _with_storage(load_config(args.config, args.overrides), args.storage)
+    return config, Workspace.from_config(config)
+
+
+def _with_storage(config, storage: str | None):
+    return config.model_copy(update={"storage": storage}) if storage else config
+
+
 def _search(args: argparse.Namespace) -> int:
     from automix.engine._progress import print_summary
     from automix.engine._search import search
-    from automix.tracking._store import default_tracking_uri
 
-    config = load_config(args.config, args.overrides)
+    config, ws = _workspace(args)
     result = search(config, resume=args.resume, join=args.join, address=args.address, storage=args.storage)
-    best = json.loads((result.work_dir / "best.json").read_text())
+    best = json.loads(ws.path("best.json").read_text())
     print_summary(result.trials, best, config.search.metric)
     print(f"study {result.study_name}: {result.storage_url}")
-    print(f"best params: {result.work_dir / 'best.json'}")
-    uri = config.tracking.uri or default_tracking_uri(result.work_dir)
-    print(f"MLflow: {uri}" if _is_server(uri) else f"MLflow: automix ui {args.config}  (tracking store {uri})")
+    print(f"best params: {ws.path('best.json')}")
+    uri = ws.tracking_uri
+    print(f"MLflow: {uri}" if ws.tracking_server else f"MLflow: automix ui {args.config}  (tracking store {uri})")
     return 0 if best["best_trial"] is not None else 1
 
 
@@ -41,14 +52,14 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.data import prepare
     from trainer.train import run
 
-    config = load_config(args.config, args.overrides)
+    config, ws = _workspace(args)
     train_cfg = config.base_train_config()
     prepare(train_cfg)
 
     def show(metrics: dict) -> None:
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
 
-    result = run(train_cfg.model_copy(update={"out_dir": str(config.work_path / "train")}), report=show)
+    result = run(train_cfg.model_copy(update={"out_dir": str(ws.path("train"))}), report=show)
     print(json.dumps({"metrics": result.metrics, "checkpoint": result.checkpoint_path}, indent=2))
     return 0
 
@@ -58,15 +69,14 @@ def _is_server(uri: str) -> bool:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from automix.tracking._store import check_tracking_uri, default_tracking_uri
+    from automix.tracking._store import check_tracking_uri
 
     if args.tracking_uri:
         uri = args.tracking_uri
     elif args.config:
-        config = load_config(args.config)
-        uri = config.tracking.uri or default_tracking_uri(config.work_path)
+        uri = _workspace(args)[1].tracking_uri
     else:
-        uri = default_tracking_uri(Path(args.work_dir).resolve())
+        uri = f"sqlite:///{Path(args.work_dir).resolve() / 'mlflow.db'}"
     if _is_server(uri):  # a tracking server serves its own UI: nothing to start
         check_tracking_uri(uri)
         print(f"MLflow UI: open {uri} (served by the tracking server)")
@@ -102,47 +112,52 @@ def _print_rows(rows: list[dict]) -> None:
 def _report(args: argparse.Namespace) -> int:
     from automix.analysis._report import build_report
 
-    html_path, md_path = build_report(load_config(args.config, args.overrides), log_to_mlflow=not args.no_mlflow)
+    config, _ = _workspace(args)
+    html_path, md_path = build_report(config, log_to_mlflow=not args.no_mlflow)
     print(f"report: {html_path}\nmarkdown: {md_path}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from automix.analysis._compare import compare_levers, summary_table
-    from automix.analysis._readback import write_json
+    from automix.study._workspace import Workspace
+    from trainer.atomic import write_json
 
-    configs = [load_config(path) for path in args.configs]
+    paths = [c for c in args.configs if "=" not in c]  # `key=value` items apply to every config
+    overrides = [c for c in args.configs if "=" in c]
+    configs = [_with_storage(load_config(path, overrides), args.storage) for path in paths]
     result = compare_levers(configs, _int_list(args.seeds, "--seeds"), args.workers)
     _print_rows(summary_table(result))
-    print(f"written: {write_json(configs[0].work_path / 'compare.json', result)}")
+    print(f"written: {write_json(Workspace.from_config(configs[0]).path('compare.json'), result)}")
     return 0
 
 
 def _multiplier(args: argparse.Namespace) -> int:
     from automix.analysis._multiplier import measure
-    from automix.analysis._readback import write_json
+    from trainer.atomic import write_json
 
-    config = load_config(args.config)
+    config, ws = _workspace(args)
     reference = load_config(args.reference) if args.reference else config
     units, seeds = _int_list(args.units, "--units"), _int_list(args.seeds, "--seeds")
     result = measure(config, reference, units, seeds, args.workers)
     for e in result["estimates"]:
         interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit"
         print(f"{e['metric']}: multiplier {e['multiplier']:.3g} ({interval})")
-    print(f"written: {write_json(config.work_path / 'multiplier.json', result)}")
+    print(f"written: {write_json(ws.path('multiplier.json'), result)}")
     return 0
 
 
 def _transfer(args: argparse.Namespace) -> int:
     from automix.scaling._transfer import study_config_from_tracking, transfer
 
+    args.config = args.config or args.config_flag
     if bool(args.study) == bool(args.config):
-        raise ConfigError("transfer: give either --study NAME or --config CONFIG")
+        raise ConfigError("transfer: give either a study CONFIG or --study NAME")
     if args.config:
-        config = load_config(args.config)
+        config, _ = _workspace(args)
     else:
-        config = study_config_from_tracking(args.study, Path(args.work_dir or Path("runs", args.study)).resolve())
-    result = transfer(config, args.widths, trial=args.trial, train_tokens=args.train_tokens)
+        config = study_config_from_tracking(args.study, args.work_dir)
+    result = transfer(config, args.widths, args.trial, args.train_tokens)
     for r in result.runs:
         print(f"width {r['width']}: target_val_loss={r['metrics']['target_val_loss']:.4f}  {r['checkpoint']}")
     print(f"written: {result.path}")
@@ -155,12 +170,12 @@ def _coord_check(args: argparse.Namespace) -> int:
     from automix.config._study import format_validation_error
     from trainer.coord_check import coord_check, plot_coord_check, width_slopes
 
-    config = load_config(args.config, args.overrides)
+    config, ws = _workspace(args)
     try:
         df = coord_check(config.base_train_config(), args.widths, steps=args.steps, lr=args.lr)
     except ValidationError as e:
         raise ConfigError(f"coord-check: {format_validation_error(e)}") from None
-    out = config.work_path / "coord_check"
+    out = ws.path("coord_check")
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "coord_check.csv", index=False)
     slopes = width_slopes(df)
@@ -173,7 +188,7 @@ def _coord_check(args: argparse.Namespace) -> int:
 def _verify_transfer(args: argparse.Namespace) -> int:
     from automix.scaling._verify import LR_GRID, WD_GRID, verify_transfer
 
-    config = load_config(args.config, args.overrides)
+    config, _ = _workspace(args)
     result = verify_transfer(config, args.widths, args.lrs or LR_GRID, args.wds or WD_GRID)
     print(result.best.to_string(index=False))
     for key, steps in result.drift.items():
@@ -185,11 +200,34 @@ def _verify_transfer(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from trainer.export import export
 
+    source = args.source
+    if source.endswith((".yaml", ".yml")):  # a study config: its best trial, from wherever the study is kept
+        args.config = source
+        source = str(_best_trial_dir(*_workspace(args)))
     try:
-        print(f"Hugging Face model: {export(args.source, args.out)}")
+        print(f"Hugging Face model: {export(source, args.out)}")
     except FileNotFoundError as e:
         raise ConfigError(str(e)) from None
     return 0
+
+
+def _best_trial_dir(config, workspace) -> Path:
+    from automix.study._results import best_trials
+
+    best = best_trials(workspace.load_study(), config.search)
+    if not best:
+        raise ConfigError(f"study '{config.study}' has no COMPLETE trial to export")
+    return workspace.trials_dir / f"{best[0].number:04d}"
+
+
+STORAGE_HELP = "Optuna storage URL or journal:PATH; overrides the config's storage (default: sqlite in work_dir)"
+
+
+def _study_args(p: argparse.ArgumentParser, config_help: str = "study config YAML", optional: bool = False) -> None:
+    """`CONFIG [key=value ...] [--storage URL]`: how every command names the study it opens."""
+    p.add_argument("config", nargs="?" if optional else None, help=config_help)
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. search.n_trials=4 storage=journal:s.log")
+    p.add_argument("--storage", help=STORAGE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,33 +235,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="search weight decay, lr, epochs and mix ratio on a μP proxy")
-    p.add_argument("config", help="study config YAML (e.g. examples/ar_en_cpu.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. search.n_trials=4")
-    p.add_argument("--resume", action="store_true", help="continue the study in the same work directory")
+    _study_args(p, "study config YAML (e.g. examples/ar_en_cpu.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue the study where it stopped")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://HOST:10001)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the work directory)")
     p.add_argument("--join", action="store_true", help="run alongside other drivers of the same study")
     p.set_defaults(func=_search)
 
     p = sub.add_parser("train", help="one training run with the config's own values (no search)")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    _study_args(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("report", help="HTML + Markdown report of a study, logged to its MLflow parent run")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    _study_args(p)
     p.add_argument("--no-mlflow", action="store_true", help="do not log the report as MLflow artifacts")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("compare", help="mix vs tune: each study's best settings re-trained with fresh seeds")
-    p.add_argument("configs", nargs="+", help="study configs at one data budget (joint, mix-only, tune-only)")
+    p.add_argument("configs", nargs="+", help="study configs at one data budget, then key=value overrides for all")
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--seeds", default="1,2", help="seeds for the re-runs (the search used the config's seed)")
     p.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
-    p.add_argument("config", help="the mixed (joint) study config")
+    _study_args(p, "the mixed (joint) study config")
     p.add_argument("--reference", help="study whose best settings at r=0 make the target-only curve")
     p.add_argument("--units", default="12500,25000,50000,100000", help="U of the target-only runs")
     p.add_argument("--seeds", default="1,2")
@@ -231,40 +266,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_multiplier)
 
     p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider μP widths")
+    _study_args(p, "study config YAML (or --study NAME)", optional=True)
+    p.add_argument("--config", dest="config_flag", help="the study config, as a flag (same as CONFIG)")
     p.add_argument("--study", help="study name; its config is read from the search's MLflow run")
     p.add_argument("--work-dir", help="work directory of --study (default runs/STUDY)")
-    p.add_argument("--config", help="study config YAML (instead of --study)")
     p.add_argument("--widths", type=int, nargs="+", required=True, help="target widths, e.g. 256 512")
     p.add_argument("--trial", type=int, help="trial number (default: the best COMPLETE trial)")
     p.add_argument("--train-tokens", type=int, help="larger T at the target: E, r kept, U and wd rescaled")
     p.set_defaults(func=_transfer)
 
     p = sub.add_parser("coord-check", help="activation scale vs width over the first steps, μP and SP")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    _study_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--lr", type=float, help="default: the config's learning_rate")
     p.set_defaults(func=_coord_check)
 
     p = sub.add_parser("verify-transfer", help="LR × width and WD × width sweeps, μP vs SP, with a plot")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    _study_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--lrs", type=float, nargs="+", help="learning-rate grid (default 1e-3 × 2^0..6)")
     p.add_argument("--wds", type=float, nargs="+", help="weight-decay grid (default 0.03 … 3)")
     p.set_defaults(func=_verify_transfer)
 
     p = sub.add_parser("export", help="write a checkpoint as a Hugging Face model + tokenizer")
-    p.add_argument("source", help="model.pt, a run/trial directory, or a study work dir (its best trial)")
+    p.add_argument("source", help="a study config (its best trial), model.pt, a run/trial directory, or a work dir")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of a study config SOURCE")
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the study's store")
-    p.add_argument(
-        "config", nargs="?", help="study config (its work_dir holds mlflow.db, or tracking.uri names a server)"
-    )
-    p.add_argument("--work-dir", default="runs", help="work directory holding mlflow.db")
+    _study_args(p, "study config (its work_dir holds mlflow.db, or tracking.uri names a server)", optional=True)
+    p.add_argument("--work-dir", default="runs", help="work directory holding mlflow.db (without CONFIG)")
     p.add_argument("--tracking-uri", help="a tracking store URI; for a server (http://...) its address is printed")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_ui)

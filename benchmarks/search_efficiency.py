@@ -35,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._space import SearchSpace, load_space
 from automix.config._study import load_config
-from automix.engine._search import search
+from automix.engine._search import search_objective
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
@@ -140,7 +140,7 @@ def main() -> None:
         for seed in range(args.seeds):
             work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
-            result = search(
+            result = search_objective(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
                 sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
             )  # fmt: skip

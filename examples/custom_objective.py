@@ -36,7 +36,7 @@ SPACE = parse_space(
 
 def main(work_dir: str | None = None, n_trials: int = 30) -> automix.SearchResult:
     """Search SPACE with the default sampler, two trials at a time; returns the SearchResult."""
-    return automix.search(
+    return automix.search_objective(
         objective,
         SPACE,
         study="custom",

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 import automix
 from automix.analysis._report import pareto_mask
 from automix.cli import main
+from automix.study import Workspace
 
 pytestmark = pytest.mark.slow
 SECTIONS = [
@@ -73,11 +74,11 @@ def study_config(tiny, tmp_path):
     path = tmp_path / "rep.yaml"
     path.write_text(yaml.safe_dump(raw))
     config = automix.load_config(path)
-    automix.search(
+    automix.search_objective(
         objective,
         automix.load_space(space),
         study="rep",
-        work_dir=config.work_path,
+        work_dir=config.work_dir,
         verbose=False,
         **config.search.model_dump(exclude={"space"}),
     )
@@ -86,7 +87,7 @@ def study_config(tiny, tmp_path):
 
 def test_report_has_every_section_and_lands_in_mlflow(study_config):
     path, config = study_config
-    work = config.work_path
+    work = Workspace.from_config(config).work_dir
     assert main(["compare", str(path), "--seeds", "1", "--workers", "1"]) == 0
     assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2"]) == 0
     multiplier = json.loads((work / "multiplier.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -16,7 +17,7 @@ from automix.cli import main
 from automix.config._study import ConfigError, StudyConfig
 from automix.scaling._transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
 from automix.scaling._verify import plot_sweeps, summarize
-from automix.tracking._store import Tracker, default_tracking_uri
+from automix.study import Workspace
 from trainer.export import export
 
 LR, WD = 4e-3, 0.5
@@ -89,9 +90,9 @@ def _study(tmp_path, tiny) -> StudyConfig:
             "search": {"space": str(space)},
         }
     )
-    config.work_path.mkdir(parents=True)
-    storage = f"sqlite:///{config.work_path / 'optuna.db'}"
-    study = optuna.create_study(study_name="tiny", storage=storage)
+    workspace = Workspace.from_config(config)
+    workspace.work_dir.mkdir(parents=True)
+    study = optuna.create_study(study_name="tiny", storage=workspace.storage_url)
     dists = {"weight_decay": FloatDistribution(0.01, 3, log=True), "learning_rate": FloatDistribution(1e-3, 3e-2)}
     for value, wd in [(5.0, 0.01), (4.0, 0.3)]:
         trial = optuna.trial.create_trial(
@@ -103,6 +104,7 @@ def _study(tmp_path, tiny) -> StudyConfig:
 
 def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
     config = _study(tmp_path, tiny)
+    work = Workspace.from_config(config).work_dir
     assert source_trial(config).number == 1  # the lower loss
     result = transfer(config, [32], verbose=False)
 
@@ -110,10 +112,10 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
     assert (run["width"], run["weight_decay"], run["learning_rate"]) == (32, 0.3, 8e-3)
     assert run["epochs"] == 2  # the space's fixed value, as in the proxy trial
     assert run["effective"]["hidden_lr"] == pytest.approx(8e-3 / 2)
-    record = json.loads((config.work_path / "transfer.json").read_text())
+    record = json.loads((work / "transfer.json").read_text())
     assert record["source_trial"] == 1 and record["runs"][0]["metrics"]["target_val_loss"] > 0
 
-    client = MlflowClient(default_tracking_uri(config.work_path))
+    client = MlflowClient(Workspace.from_config(config).tracking_uri)
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id], "tags.kind = 'transfer' and tags.width = '32'")
     assert len(runs) == 1
@@ -126,13 +128,13 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
 
     # `automix transfer --study NAME` reads the study config back from the search's MLflow run.
     with pytest.raises(ConfigError, match="no search of study"):
-        study_config_from_tracking("tiny", config.work_path)
-    tracker = Tracker(default_tracking_uri(config.work_path), "tiny")
+        study_config_from_tracking("tiny", work)
+    tracker = Workspace.from_config(config).tracker()
     tracker.log_dict(tracker.start_parent("search-tiny", {}, {}), config.model_dump(), "config.json")
-    assert study_config_from_tracking("tiny", config.work_path) == config
-    copy = shutil.copytree(config.work_path, tmp_path / "copy")  # the copy's own dir is its work dir
-    assert study_config_from_tracking("tiny", copy).work_path == copy
-    shutil.rmtree(config.work_path / "mlartifacts")
+    assert study_config_from_tracking("tiny", work) == config
+    copy = shutil.copytree(work, tmp_path / "copy")  # the copy's own dir is its work dir
+    assert Path(study_config_from_tracking("tiny", copy).work_dir) == copy
+    shutil.rmtree(work / "mlartifacts")
     with pytest.raises(ConfigError, match="cannot read the config"):
         study_config_from_tracking("tiny", copy)
 

@@ -41,7 +41,7 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
             raise ConfigError(f"study '{config.study}' has no completed trial to compare")
         row = data.best_row()
         settings = settings_config(config, best.params)
-        runs = train_many([with_seed(settings, s) for s in seeds], config.work_path / "reruns", workers)
+        runs = train_many([with_seed(settings, s) for s in seeds], data.workspace.path("reruns"), workers)
         levers.append(
             {
                 "study": config.study,

@@ -25,6 +25,7 @@ from scipy.optimize import curve_fit
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
 from automix.config._study import ConfigError, StudyConfig
+from automix.study._workspace import Workspace
 
 R_STAR = 15.4  # Muennighoff et al. 2023: repeated epochs' value decays with this timescale
 
@@ -201,8 +202,9 @@ def measure(
         for u in units
         for s in seeds
     ]
-    ref_metrics = train_many(refs, reference.work_path / "reruns", workers)
-    mixed_metrics = train_many([with_seed(mixed, s) for s in seeds], config.work_path / "reruns", workers)
+    ref_metrics = train_many(refs, Workspace.from_config(reference).path("reruns"), workers)
+    reruns = Workspace.from_config(config).path("reruns")
+    mixed_metrics = train_many([with_seed(mixed, s) for s in seeds], reruns, workers)
     points = {
         "reference": {
             "study": reference.study,

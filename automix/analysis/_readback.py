@@ -7,11 +7,8 @@ trial's number in the `optuna.trial_number` tag.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -19,8 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._study import ConfigError, StudyConfig
 from automix.study._results import best_trials
-from automix.study._storage import open_storage
-from automix.tracking._store import Tracker, default_tracking_uri
+from automix.study._workspace import Workspace
+from automix.tracking._store import Tracker
 
 
 @dataclass
@@ -28,6 +25,7 @@ class StudyData:
     """One study's trials (a row per trial: number, state, value, params, final metrics) and its stores."""
 
     config: StudyConfig
+    workspace: Workspace
     study: optuna.Study
     trials: pd.DataFrame
     param_names: list[str]
@@ -35,7 +33,7 @@ class StudyData:
 
     @property
     def work_dir(self) -> Path:
-        return self.config.work_path
+        return self.workspace.work_dir
 
     @property
     def metric(self) -> str:
@@ -78,17 +76,13 @@ def final_metrics(tracker: Tracker) -> dict[int, dict[str, float]]:
 
 
 def load_study_data(config: StudyConfig) -> StudyData:
-    """Read the study in `config`'s work directory and its MLflow metrics; ConfigError if absent."""
-    work = config.work_path
-    db = work / "optuna.db"
-    if not db.is_file():
-        raise ConfigError(f"no study at {db}: run `automix search` with this config first")
-    try:
-        study = optuna.load_study(study_name=config.study, storage=open_storage(f"sqlite:///{db}"))
-    except KeyError:
-        raise ConfigError(f"{db} holds no study named '{config.study}': check the config's study name") from None
-    uri = config.tracking.uri or default_tracking_uri(work)
-    tracker = Tracker(uri, config.tracking.experiment or config.study, work / "mlartifacts")
+    """Read the study a config names (from its storage, wherever that is) and its MLflow metrics.
+
+    A ConfigError in one line if there is no such study; nothing is created.
+    """
+    workspace = Workspace.from_config(config)
+    study = workspace.load_study()
+    tracker = workspace.tracker()
     metrics = final_metrics(tracker)
     rows, names = [], []
     for t in study.trials:
@@ -99,13 +93,4 @@ def load_study_data(config: StudyConfig) -> StudyData:
         )
     if not rows:
         raise ConfigError(f"study '{config.study}' has no trials yet: run `automix search` first")
-    return StudyData(config, study, pd.DataFrame(rows), names, tracker)
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write `data` as JSON atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-    return path
+    return StudyData(config, workspace, study, pd.DataFrame(rows), names, tracker)

@@ -115,6 +115,27 @@ def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace
     return space
 
 
+SpaceLike = SearchSpace | str | Path | dict[str, Any]
+
+
+def as_space(space: SpaceLike) -> SearchSpace:
+    """A parsed space from any form the Python API takes: a `SearchSpace`, a space file's path, a dict
+    of Optuna distributions, or a dict in the space-file format (with or without `params`)."""
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, str | Path):
+        return load_space(space)
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(
+            f"space must be a SearchSpace, a path or a non-empty dict, got {type(space).__name__}: "
+            "e.g. space={'x': {'type': 'float', 'low': 0, 'high': 1}}"
+        )
+    if all(isinstance(d, od.BaseDistribution) for d in space.values()):
+        return SearchSpace(dict(space))
+    params = space["params"] if set(space) == {"params"} else space
+    return parse_space(params)
+
+
 def _in_range(d: od.BaseDistribution, value: Any) -> bool:
     if isinstance(d, od.CategoricalDistribution):
         return value in d.choices

@@ -77,6 +77,12 @@ class StudyConfig(_Strict):
 
     study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     work_dir: str | None = Field(None, description="default: runs/<study>")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage: an SQLAlchemy URL (postgresql+psycopg2://...), journal:PATH, or the default "
+        "sqlite file in work_dir; the --storage flag overrides it",
+    )
+    storage_retry_s: float = Field(60, ge=0, description="how long calls wait out an unreachable database server")
     data: DataConfig
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
@@ -87,10 +93,6 @@ class StudyConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
-
-    @property
-    def work_path(self) -> Path:
-        return Path(self.work_dir or Path("runs") / self.study).resolve()
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""

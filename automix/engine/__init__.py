@@ -2,7 +2,7 @@
 
 from automix.engine._samplers import SweepSampler, grid_size, make_sampler
 from automix.engine._schedulers import StableASHA, StableMedianStoppingRule, TokenBudget, make_scheduler
-from automix.engine._search import search
+from automix.engine._search import search, search_objective
 from automix.engine._searcher import StudySearcher
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "make_sampler",
     "make_scheduler",
     "search",
+    "search_objective",
 ]

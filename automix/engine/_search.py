@@ -1,13 +1,14 @@
-"""One entry point, `search(...)`: Ray Tune runs the trials, Optuna suggests them, a scheduler stops them.
+"""`search(config)` and `search_objective(objective, space)`: Optuna suggests, Ray Tune runs, MLflow records.
 
-config → space → sampler → searcher (Optuna study in persistent storage) → Tuner → trial
-(objective → trainer) → metrics → MLflow. The Optuna study is the source of truth: every trial
-lands there, and `best.json`, the trials table and the reports are read back from it.
+Four phases, one function each: `preflight` checks everything and writes nothing; `_open` makes
+the work directory, the study, the MLflow parent run and starts Ray; `_run` is one `Tuner.fit`;
+`_collect` writes `best.json`, builds the result and closes the parent run. The Optuna study is
+the source of truth: every trial lands there. docs/design.md ("One trial, end to end") walks a
+trial through these files.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -21,78 +22,237 @@ import ray
 from pydantic import ValidationError
 from ray import tune
 
-from automix.config._space import SearchSpace, load_space
+from automix.config._space import SpaceLike, as_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
 from automix.engine._callbacks import FailureCallback, MlflowTrialCallback
+from automix.engine._preflight import Plan, objective_plan, trainer_plan
 from automix.engine._progress import ProgressCallback
-from automix.engine._samplers import grid_size, make_sampler
+from automix.engine._samplers import make_sampler
 from automix.engine._schedulers import TokenBudget, make_scheduler
 from automix.engine._searcher import StudySearcher
-from automix.study._prepare import check_study, prepare_study
+from automix.study._prepare import StudyState, check_study, prepare_study
 from automix.study._results import SearchResult, collect
-from automix.study._storage import open_storage
-from automix.tracking._store import Tracker, check_tracking_uri, default_tracking_uri, flatten
-from automix.trial._objective import Objective, TrainerObjective, cpu_threads
+from automix.study._storage import StorageUnavailable
+from automix.study._workspace import Workspace
+from automix.tracking._store import Tracker, check_tracking_uri
+from automix.trial._objective import Objective
 from automix.trial._trainable import make_trainable
-from trainer.config import TrainConfig
+from trainer.atomic import write_json
 from trainer.data import CorpusError, prepare
 
 log = logging.getLogger(__name__)
 
 
+def search(
+    config: StudyConfig,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    join: bool = False,
+    verbose: bool = True,
+    callbacks: list[tune.Callback] | None = None,
+    **settings: Any,
+) -> SearchResult:
+    """Search the built-in trainer objective of a study config and return the result.
+
+    `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, metric,
+    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` overrides the
+    config's Optuna storage, `address` joins a Ray cluster. `resume=True` continues the study;
+    `join=True` runs alongside other drivers of it (a journal file or a database, not sqlite).
+    `callbacks` are extra Ray Tune callbacks, called before automix's own. Bad input raises
+    `ConfigError` or `CorpusError` before anything is written.
+    """
+    if not isinstance(config, StudyConfig):
+        raise ConfigError(
+            "automix.search takes a StudyConfig (automix.load_config(path)); "
+            "for your own objective use automix.search_objective(objective, space, ...)"
+        )
+    workspace = Workspace.from_config(config, storage)
+    plan = trainer_plan(config, _settings(config.search, settings), workspace)
+    return _search(plan, address, resume, join, verbose, callbacks)
+
+
+def search_objective(
+    objective: Objective,
+    space: SpaceLike,
+    *,
+    study: str = "automix",
+    work_dir: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    join: bool = False,
+    verbose: bool = True,
+    cost: Callable[[dict], float] | None = None,
+    callbacks: list[tune.Callback] | None = None,
+    **settings: Any,
+) -> SearchResult:
+    """Search a custom `objective(params, report) -> dict` over `space` and return the result.
+
+    `space` is a `SearchSpace`, a space file's path, a dict of Optuna distributions, or a dict in
+    the space-file format (`{"x": {"type": "float", "low": 0, "high": 1}}`, with or without a
+    top-level `params`). `cost(params)` gives a suggestion's training tokens, for
+    `max_train_tokens`. The other arguments are those of `search`; `study`, `work_dir`, `storage`
+    and `tracking_uri` say where it is kept (default: `runs/<study>`, sqlite files in it).
+    """
+    workspace = Workspace.of(study, work_dir, storage, tracking_uri)
+    plan = objective_plan(objective, as_space(space), _settings(SearchConfig(), settings), workspace, cost)
+    return _search(plan, address, resume, join, verbose, callbacks)
+
+
+def _settings(base: SearchConfig, overrides: dict[str, Any]) -> SearchConfig:
+    unknown = sorted(set(overrides) - set(SearchConfig.model_fields))
+    if unknown:
+        raise ConfigError(f"unknown search setting {unknown[0]}=: choose from {', '.join(SearchConfig.model_fields)}")
+    try:
+        return SearchConfig.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as e:
+        raise ConfigError(f"search settings: {format_validation_error(e)}") from None
+
+
+def _search(plan: Plan, address, resume: bool, join: bool, verbose: bool, callbacks) -> SearchResult:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _check_study(plan, resume, join)
+    session = _open(plan, address, resume, join)
+    searcher = _searcher(plan, session.state)
+    mlflow_cb = MlflowTrialCallback(session.tracker, session.tags, plan.settings.metrics)
+    status = "FAILED"
+    try:
+        _run(plan, session, searcher, [*(callbacks or []), FailureCallback(searcher), mlflow_cb], verbose)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except StorageUnavailable:
+        status = None  # the study cannot be read back: `--resume` continues it later
+        raise
+    finally:
+        _close(session, mlflow_cb, plan.workspace)
+        if status is None:
+            session.tracker.end(session.parent_id, "FAILED")
+        else:
+            searcher.flush_failures()
+            result = collect(plan.workspace, plan.settings, session.parent_id, dict(mlflow_cb.run_ids))
+            _finish_tracking(session, result, plan.settings, status)
+    return result
+
+
+def _check_study(plan: Plan, resume: bool, join: bool) -> None:
+    """Refuse, reading only, a study this search must not touch (before the work directory exists)."""
+    ws = plan.workspace
+    if join and not ws.shares_storage:
+        raise ConfigError(
+            "several drivers must not share a sqlite study: set storage to journal:PATH (one machine) "
+            "or a database URL such as postgresql+psycopg2://HOST/DB"
+        )
+    check_tracking_uri(ws.tracking_uri)
+    if not ws.storage_missing():
+        check_study(ws.storage, ws.study, plan.settings, resume, plan.space, join)
+
+
 @dataclass
-class _Plan:
-    """What a search runs: the objective, its space, its per-trial cost and the token axis."""
+class _Session:
+    """What the open phase made: the study's state, the MLflow store and parent run, and Ray."""
 
-    objective: Objective
-    space: SearchSpace
-    max_tokens: int
-    eval_every: int
-    cost: Callable[[dict], float] | None = None
-    data_check: TrainConfig | None = None  # the largest trial: the corpora must be able to feed it
-
-
-def _corner(space: SearchSpace, names: tuple[str, ...], pick) -> dict[str, Any]:
-    """The params of `names` set to their extreme (`pick` = max or min) values."""
-    out = {}
-    for name, d in space.distributions.items():
-        if name in names:
-            out[name] = pick(d.choices) if hasattr(d, "choices") else pick(d.low, d.high)
-    return out
+    state: StudyState
+    tracker: Tracker
+    parent_id: str
+    tags: dict[str, str]
+    started_ray: bool
 
 
-def _plan(objective, space, config: StudyConfig | None, settings: SearchConfig, work: Path, cost=None) -> _Plan:
-    """Resolve the objective and space and check, before anything runs, that the budget can be met."""
-    if config is None:
-        if space is None:
-            raise ConfigError("a custom objective needs a search space: pass space=SearchSpace(...) or a path")
-        space = space if isinstance(space, SearchSpace) else load_space(space)
-        return _Plan(objective, space, settings.max_train_tokens or 10**15, settings.grace_tokens or 1, cost)
-    base = config.base_train_config()
-    space = space if isinstance(space, SearchSpace) else load_space(space or settings.space, base)
-    if settings.sampler == "grid" and settings.n_trials > grid_size(space):
-        raise ConfigError(f"the grid has {grid_size(space)} points: set search.n_trials to at most that")
-    for point in settings.enqueue:
-        space.apply(point, base)  # a typo in an enqueued config fails here, not in a trial
+def _open(plan: Plan, address: str | None, resume: bool, join: bool) -> _Session:
+    """Work directory, corpora, study, MLflow store and Ray; on bad input, remove what it made."""
+    ws, created = plan.workspace, not plan.workspace.work_dir.exists()
+    started_ray = False
+    try:
+        _make_writable(ws.work_dir)
+        if plan.data_check is not None:
+            prepare(plan.data_check)  # corpora readable, U and the auxiliary enough for the largest trial
+        # Ray's start is mostly waiting on its processes (and releases the GIL): open the study and
+        # the MLflow store meanwhile. ray.init itself must stay on the main thread.
+        with ThreadPoolExecutor(1) as pool:
+            study_opening = pool.submit(prepare_study, ws.storage, ws.study, plan.settings, join)
+            tracker_opening = pool.submit(ws.tracker)
+            started_ray = _ray_init(ws.work_dir, address)
+            state, tracker = study_opening.result(), tracker_opening.result()
+    except (ConfigError, CorpusError):
+        if started_ray:
+            ray.shutdown()
+        if created:
+            shutil.rmtree(ws.work_dir, ignore_errors=True)  # nothing half-written
+        raise
+    if resume and not join:
+        tracker.close_stale_runs()
+    tags = {"sampler": plan.settings.sampler, "scheduler": plan.settings.scheduler, "study": ws.study}
+    parent_id = tracker.start_parent(f"search-{ws.study}", plan.logged_params, tags)
+    if plan.config is not None:
+        tracker.log_dict(parent_id, plan.config, "config.json")
+    return _Session(state, tracker, parent_id, tags, started_ray)
 
-    def cost(params: dict) -> float:
-        return space.apply(params, base).budget.total_tokens
 
-    sized = ("epochs", "mix_ratio", "unique_tokens", "budget.train_tokens")
-    max_tokens = cost(_corner(space, sized, max))
-    cap = settings.max_train_tokens
-    if cap is not None:
-        if cost(_corner(space, sized, min)) > cap:
-            raise ConfigError(
-                f"search.max_train_tokens={cap:,} is below the smallest trial of the space "
-                f"({cost(_corner(space, sized, min)):,.0f} tokens): raise it or shrink epochs/unique_tokens"
-            )
-        max_tokens = min(max_tokens, cap)
-    r_max = _corner(space, ("mix_ratio",), max).get("mix_ratio", space.fixed.get("mix_ratio", base.budget.mix_ratio))
-    worst = base.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": r_max})
-    fn = TrainerObjective(base, space, work / "trials", cpu_threads(settings.cpus_per_trial))
-    cost_fn = cost if cap is not None else None
-    return _Plan(fn, space, max_tokens, config.eval_every_tokens, cost_fn, base.model_copy(update={"budget": worst}))
+def _searcher(plan: Plan, state: StudyState) -> StudySearcher:
+    settings = plan.settings
+    return StudySearcher(
+        space=plan.space.distributions,
+        metric=settings.metric,
+        mode=settings.mode,
+        # Offset by the invocation: a resumed (or joining) driver's sampler must not replay the
+        # random suggestions of the first one, which would all be repeats of trained points.
+        sampler=make_sampler(settings.sampler, plan.space, settings.seed + state.invocation),
+        study_name=plan.workspace.study,
+        storage=plan.workspace.storage,
+        cost=plan.cost,
+        max_cost=settings.max_train_tokens,
+        target=settings.n_trials,
+    )
+
+
+def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list, verbose: bool) -> None:
+    """One Ray Tune run: the trials still to train, at most `concurrency` at once."""
+    settings, state = plan.settings, session.state
+    budget = TokenBudget(settings.max_total_tokens, already_spent=state.tokens_spent)
+    if state.remaining <= 0 or budget.stop_all():
+        return
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(make_trainable(plan.objective), resources),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=make_scheduler(settings, plan.max_tokens, plan.eval_every),
+            num_samples=state.remaining,
+            max_concurrent_trials=settings.concurrency,
+            time_budget_s=settings.time_budget_s,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            # One Ray experiment per invocation; the Optuna study spans all of them.
+            name=f"{plan.workspace.study}-{state.invocation}",
+            storage_path=str(plan.workspace.path("ray")),
+            stop=budget,
+            failure_config=tune.FailureConfig(max_failures=settings.trial_retries),
+            callbacks=[*callbacks, ProgressCallback(settings.metrics, state.remaining, verbose)],
+            verbose=0,
+        ),
+    )
+    try:
+        tuner.fit()
+    except Exception as e:
+        if (lost := _storage_cause(e)) is not None:
+            raise lost from None  # one line for the user, not Ray's wrapping of it
+        raise
+
+
+def _storage_cause(error: BaseException | None) -> StorageUnavailable | None:
+    """The `StorageUnavailable` under the errors Ray Tune wraps a searcher's exception in, if any."""
+    while error is not None:
+        if isinstance(error, StorageUnavailable):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _ray_init(work_dir: Path, address: str | None) -> bool:
@@ -118,172 +278,20 @@ def _make_writable(work: Path) -> None:
         raise ConfigError(f"cannot write work_dir {work} ({e.strerror}): choose a writable work_dir") from None
 
 
-def _settings(config: StudyConfig | None, overrides: dict[str, Any]) -> SearchConfig:
-    try:
-        return SearchConfig.model_validate({**(config.search.model_dump() if config else {}), **overrides})
-    except ValidationError as e:
-        raise ConfigError(f"search settings: {format_validation_error(e)}") from None
-
-
-def search(
-    objective: StudyConfig | Objective,
-    space: SearchSpace | str | Path | None = None,
-    *,
-    study: str | None = None,
-    work_dir: str | Path | None = None,
-    storage: str | None = None,
-    tracking_uri: str | None = None,
-    address: str | None = None,
-    resume: bool = False,
-    join: bool = False,
-    verbose: bool = True,
-    cost: Callable[[dict], float] | None = None,
-    callbacks: list[tune.Callback] | None = None,
-    **settings: Any,
-) -> SearchResult:
-    """Run a search and return its result.
-
-    `objective` is a `StudyConfig` (the built-in trainer objective) or a callable
-    `objective(params, report) -> dict`. `space` defaults to the config's `search.space`.
-    `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, metric,
-    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` is an Optuna
-    storage URL (default: sqlite in the work directory), `tracking_uri` an MLflow URI (default:
-    sqlite in the work directory), `address` a Ray cluster to join. `resume=True` continues the
-    study; `join=True` runs alongside other drivers of the same study (a journal file or a database
-    storage, not sqlite), which together stop at `n_trials`. `cost(params)` gives a custom
-    objective's training tokens, for `max_train_tokens` (the built-in objective computes
-    T = E·U/(1-r) itself). `callbacks` are extra Ray Tune callbacks, called before automix's own.
-    Bad input raises `ConfigError` or `CorpusError` before anything is written.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    config = objective if isinstance(objective, StudyConfig) else None
-    search_cfg = _settings(config, settings)
-    study_name = study or (config.study if config else "automix")
-    work = (
-        Path(work_dir).resolve() if work_dir else (config.work_path if config else Path("runs", study_name).resolve())
-    )
-    created = not work.exists()
-    started_ray = False
-    try:
-        plan = _plan(objective, space, config, search_cfg, work, cost)
-        storage_url = storage or f"sqlite:///{work / 'optuna.db'}"
-        tracking_uri = tracking_uri or (config.tracking.uri if config else None) or default_tracking_uri(work)
-        check_tracking_uri(tracking_uri)
-        _make_writable(work)
-        ot_storage = open_storage(storage_url)
-        if join and storage_url.startswith("sqlite"):
-            raise ConfigError(
-                "several drivers must not share a sqlite study: give --storage journal:PATH (one machine) "
-                "or a database URL such as postgresql://HOST/DB"
-            )
-        check_study(ot_storage, study_name, search_cfg, resume, plan.space, join)
-        if plan.data_check is not None:
-            # Corpora readable, U available, auxiliary enough for the largest r·T; warms the cache.
-            prepare(plan.data_check)
-        experiment = (config.tracking.experiment if config else None) or study_name
-        # Ray's start is mostly waiting on its processes (and releases the GIL): open the study and
-        # the MLflow store meanwhile. ray.init itself must stay on the main thread.
-        with ThreadPoolExecutor(1) as pool:
-            study_opening = pool.submit(prepare_study, ot_storage, study_name, search_cfg, join)
-            tracker_opening = pool.submit(Tracker, tracking_uri, experiment, work / "mlartifacts")
-            started_ray = _ray_init(work, address)
-            state, tracker = study_opening.result(), tracker_opening.result()
-    except (ConfigError, CorpusError):
-        if started_ray:
-            ray.shutdown()
-        if created:
-            shutil.rmtree(work, ignore_errors=True)  # nothing half-written
-        raise
-
-    if resume and not join:
-        tracker.close_stale_runs()
-    tags = {"sampler": search_cfg.sampler, "scheduler": search_cfg.scheduler, "study": study_name}
-    params = flatten(config.model_dump()) if config else {"space": plan.space.source}
-    parent_id = tracker.start_parent(
-        f"search-{study_name}", {**params, **flatten(search_cfg.model_dump(), "search.")}, tags
-    )
-    if config is not None:
-        tracker.log_dict(parent_id, config.model_dump(), "config.json")
-    mlflow_cb = MlflowTrialCallback(tracker, tags, search_cfg.metrics)
-
-    searcher = StudySearcher(
-        space=plan.space.distributions,
-        metric=search_cfg.metric,
-        mode=search_cfg.mode,
-        # Offset by the invocation: a resumed (or joining) driver's sampler must not replay the
-        # random suggestions of the first one, which would all be repeats of trained points.
-        sampler=make_sampler(search_cfg.sampler, plan.space, search_cfg.seed + state.invocation),
-        study_name=study_name,
-        storage=ot_storage,
-        cost=plan.cost,
-        max_cost=search_cfg.max_train_tokens,
-        target=search_cfg.n_trials,
-    )
-    budget = TokenBudget(search_cfg.max_total_tokens, already_spent=state.tokens_spent)
-    status = "FAILED"
-    try:
-        if state.remaining > 0 and not budget.stop_all():
-            resources = {"cpu": search_cfg.cpus_per_trial, "gpu": search_cfg.gpus_per_trial}
-            tuner = tune.Tuner(
-                tune.with_resources(make_trainable(plan.objective), resources),
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    scheduler=make_scheduler(search_cfg, plan.max_tokens, plan.eval_every),
-                    num_samples=state.remaining,
-                    max_concurrent_trials=search_cfg.concurrency,
-                    time_budget_s=search_cfg.time_budget_s,
-                    reuse_actors=True,
-                ),
-                run_config=tune.RunConfig(
-                    # One Ray experiment per invocation; the Optuna study spans all of them.
-                    name=f"{study_name}-{state.invocation}",
-                    storage_path=str(work / "ray"),
-                    stop=budget,
-                    failure_config=tune.FailureConfig(max_failures=search_cfg.trial_retries),
-                    callbacks=[
-                        *(callbacks or []),
-                        FailureCallback(searcher),
-                        mlflow_cb,
-                        ProgressCallback(search_cfg.metrics, state.remaining, verbose),
-                    ],
-                    verbose=0,
-                ),
-            )
-            tuner.fit()
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        searcher.flush_failures()
-        _report_unwritten(mlflow_cb, work)
-        if started_ray:
-            ray.shutdown()
-        result = collect(
-            study_name,
-            storage_url,
-            ot_storage,
-            work,
-            search_cfg,
-            mlflow_parent_run_id=parent_id,
-            mlflow_run_ids=dict(mlflow_cb.run_ids),
-        )
-        _finish_tracking(tracker, parent_id, result, search_cfg, status)
-    return result
-
-
-def _report_unwritten(callback: MlflowTrialCallback, work: Path) -> None:
-    """Last try to write queued MLflow records; list what could not be written, for the user."""
-    path = work / "tracking_unwritten.json"
+def _close(session: _Session, callback: MlflowTrialCallback, ws: Workspace) -> None:
+    """Write what MLflow still owes (or list it for the user), and stop Ray if this search started it."""
+    path = ws.path("tracking_unwritten.json")
     if callback.drain() == 0:
         path.unlink(missing_ok=True)
-        return
-    path.write_text(json.dumps(callback.unwritten(), indent=1))
-    log.warning("MLflow: %d records could not be written; they are listed in %s", len(callback.unwritten()), path)
+    else:
+        write_json(path, callback.unwritten())
+        log.warning("MLflow: %d records could not be written; they are listed in %s", len(callback.unwritten()), path)
+    if session.started_ray:
+        ray.shutdown()
 
 
-def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, settings: SearchConfig, status: str):
+def _finish_tracking(session: _Session, result: SearchResult, settings: SearchConfig, status: str) -> None:
+    tracker, parent_id = session.tracker, session.parent_id
     try:
         if result.pareto_front:
             best = dict(zip(settings.metrics, result.pareto_front[0].values, strict=True))
@@ -293,3 +301,4 @@ def _finish_tracking(tracker: Tracker, parent_id: str, result: SearchResult, set
         tracker.end(parent_id, status, tags={"best_trial": str(best)})
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)
+

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -31,9 +29,10 @@ from pydantic import ValidationError
 from automix.config._space import SearchSpace, load_space
 from automix.config._study import ConfigError, StudyConfig, format_validation_error
 from automix.study._results import best_trials
-from automix.study._storage import open_storage
-from automix.tracking._store import Tracker, default_tracking_uri, flatten
+from automix.study._workspace import Workspace
+from automix.tracking._store import Tracker, flatten
 from automix.trial._objective import TrainerObjective
+from trainer.atomic import write_json
 from trainer.config import TrainConfig
 from trainer.model import build_model, build_optimizer
 from trainer.train import run
@@ -110,9 +109,10 @@ def target_config(proxy: TrainConfig, width: int, train_tokens: int | None = Non
 
 def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
     """The resolved config a search logged (`config.json` of its MLflow parent run) in `work_dir`."""
-    uri = default_tracking_uri(work_dir)
+    workspace = Workspace.of(study, work_dir)
+    uri = workspace.tracking_uri
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(study) if (work_dir / "mlflow.db").exists() else None
+    experiment = client.get_experiment_by_name(study) if workspace.path("mlflow.db").exists() else None
     runs = (
         client.search_runs(
             [experiment.experiment_id],
@@ -136,13 +136,7 @@ def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
 
 def source_trial(config: StudyConfig, trial: int | None = None) -> FrozenTrial:
     """Trial number `trial` of the study, or its best COMPLETE trial (first metric if several)."""
-    url = f"sqlite:///{config.work_path / 'optuna.db'}"
-    if not (config.work_path / "optuna.db").exists():
-        raise ConfigError(f"no study in {config.work_path}: run `automix search` first")
-    try:
-        study = optuna.load_study(study_name=config.study, storage=open_storage(url))
-    except KeyError:
-        raise ConfigError(f"study '{config.study}' is not in {url}") from None
+    study = Workspace.from_config(config).load_study()
     if trial is not None:
         found = [t for t in study.trials if t.number == trial]
         if not found or not found[0].params:
@@ -169,15 +163,15 @@ def transfer(
     """
     if not widths:
         raise ConfigError("transfer: give at least one target width (--widths 256 512)")
+    workspace = Workspace.from_config(config)
     source = source_trial(config, trial)
     base = config.base_train_config()
     space = load_space(config.search.space, base)
-    out = config.work_path / "transfer" / f"trial-{source.number:04d}"
+    out = workspace.path("transfer") / f"trial-{source.number:04d}"
     proxy = TrainerObjective(base, space, out).config_for(source.params)
     targets = [target_config(proxy, w, train_tokens) for w in widths]
 
-    uri = config.tracking.uri or default_tracking_uri(config.work_path)
-    tracker = Tracker(uri, config.tracking.experiment or config.study, config.work_path / "mlartifacts")
+    tracker = workspace.tracker()
     tags = {"kind": "transfer", "source_trial": str(source.number), "study": config.study}
     parent = tracker.start_parent(f"transfer-trial-{source.number}", dict(source.params), tags)
     result = TransferResult(config.study, source.number, source.value, dict(source.params))
@@ -186,7 +180,7 @@ def transfer(
         result.runs.append(_train_one(tracker, cfg, tags, verbose))
     quietly(tracker.end, parent, "FINISHED")
 
-    result.path = config.work_path / "transfer.json"
+    result.path = workspace.path("transfer.json")
     record = {**asdict(result), "path": str(result.path), "proxy_width": proxy.model.width}
     record["rule"] = {
         "lr_wd": "stated at base_width, copied unchanged; MuAdamW: hidden lr/m, wd·m",
@@ -194,9 +188,7 @@ def transfer(
         if train_tokens is None
         else f"E, r kept; U×k, wd/k (k = T'/T = {train_tokens / proxy.budget.total_tokens:.4g})",
     }
-    tmp = result.path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, result.path)  # atomic: a reader never sees half a file
+    write_json(result.path, record)
     return result
 
 

@@ -9,7 +9,6 @@ experiment tagged `kind=verify`. The criterion (issue 4): under μP the best lr 
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ import pandas as pd
 
 from automix.config._study import ConfigError, StudyConfig
 from automix.scaling._transfer import quietly, with_values
-from automix.tracking._store import Tracker, default_tracking_uri, flatten
+from automix.study._workspace import Workspace
+from automix.tracking._store import Tracker, flatten
+from trainer.atomic import write_json
 from trainer.config import TrainConfig
 from trainer.data import prepare
 from trainer.train import TrainingDiverged, run
@@ -64,9 +65,9 @@ def verify_transfer(
     base_width = min(widths)
     base = with_values(config.base_train_config(), {"model.base_width": base_width, "threads": 1})
     prepare(base)  # tokenize and cache once, and fail on bad data before any run starts
-    work = config.work_path / "verify_transfer"
-    uri = config.tracking.uri or default_tracking_uri(config.work_path)
-    tracker = Tracker(uri, config.tracking.experiment or config.study, config.work_path / "mlartifacts")
+    workspace = Workspace.from_config(config)
+    work = workspace.path("verify_transfer")
+    tracker = workspace.tracker()
     parent = tracker.start_parent("verify-transfer", {"widths": list(widths)}, {"kind": "verify"})
     runner = _Runner(base, tracker, config.search.concurrency, verbose)
 
@@ -87,7 +88,7 @@ def verify_transfer(
         "best": best.to_dict("records"),
         "losses": losses.to_dict("records"),
     }
-    result.path.write_text(json.dumps(record, indent=2))
+    write_json(result.path, record)
     quietly(tracker.log_artifact, parent, result.plot)
     quietly(tracker.log_artifact, parent, result.path)
     quietly(tracker.end, parent, "FINISHED", tags={f"drift.{k}": str(v) for k, v in drift.items()})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,9 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._study import SearchConfig
+from automix.protocol import REJECTED, TOKENS
+from automix.study._workspace import Workspace
+from trainer.atomic import write_json
 
 
 @dataclass
@@ -33,7 +34,7 @@ class SearchResult:
 
 def trained(trial: FrozenTrial) -> bool:
     """A trial that ran (to the end or until stopped), as opposed to a rejected suggestion."""
-    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "rejected" not in trial.user_attrs
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and REJECTED not in trial.user_attrs
 
 
 def best_trials(study: optuna.Study, settings: SearchConfig) -> list[FrozenTrial]:
@@ -47,15 +48,17 @@ def best_trials(study: optuna.Study, settings: SearchConfig) -> list[FrozenTrial
     return sorted(study.best_trials, key=lambda t: sign * t.values[0])
 
 
-def collect(study_name: str, storage_url: str, storage, work: Path, settings: SearchConfig, **mlflow) -> SearchResult:
+def collect(
+    workspace: Workspace, settings: SearchConfig, parent_run_id: str | None = None, run_ids: dict | None = None
+) -> SearchResult:
     """Load the study, write `best.json` atomically, and build the `SearchResult`."""
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=workspace.study, storage=workspace.storage)
     front = best_trials(study, settings)
     best = front[0] if front else None
     value = None if best is None else (best.values if len(settings.metrics) > 1 else best.value)
     summary = {
-        "study": study_name,
-        "storage": storage_url,
+        "study": workspace.study,
+        "storage": workspace.storage_url,
         "metric": settings.metric,
         "mode": settings.mode,
         "best_trial": best.number if best else None,
@@ -66,20 +69,19 @@ def collect(study_name: str, storage_url: str, storage, work: Path, settings: Se
         "n_trials": len(study.trials),
         "n_trained": sum(trained(t) for t in study.trials),
         "states": pd.Series([t.state.name for t in study.trials], dtype=str).value_counts().to_dict(),
-        "tokens_total": sum(t.user_attrs.get("tokens", 0.0) for t in study.trials),
-        "mlflow_parent_run_id": mlflow.get("mlflow_parent_run_id"),
+        "tokens_total": sum(t.user_attrs.get(TOKENS, 0.0) for t in study.trials),
+        "mlflow_parent_run_id": parent_run_id,
     }
-    tmp = work / "best.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, work / "best.json")
+    write_json(workspace.path("best.json"), summary)
     return SearchResult(
-        study_name=study_name,
-        storage_url=storage_url,
-        work_dir=work,
+        study_name=workspace.study,
+        storage_url=workspace.storage_url,
+        work_dir=workspace.work_dir,
         best_params=summary["best_params"],
         best_value=value,
         trials=study.trials_dataframe(),
         study=study,
         pareto_front=front,
-        **mlflow,
+        mlflow_parent_run_id=parent_run_id,
+        mlflow_run_ids=dict(run_ids or {}),
     )

@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent(
             report({"tokens": step * 10, "loss": params["x"] ** 2 + 1 / step})
         return {"loss": params["x"] ** 2}
 
-    automix.search(
+    automix.search_objective(
         objective, parse_space({"x": {"type": "float", "low": -2, "high": 2}}),
         study="shared", work_dir=sys.argv[1], storage=sys.argv[2], join=True,
         sampler="random", seed=int(sys.argv[3]), n_trials=N_TRIALS, concurrency=2, metric="loss",

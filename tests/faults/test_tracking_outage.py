@@ -42,7 +42,7 @@ def _search(tmp_path, name, on_result):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             on_result(trial, result)
 
-    return automix.search(
+    return automix.search_objective(
         objective,
         SPACE,
         study=name,
