@@ -1,4 +1,4 @@
-"""Helpers shared by the performance benchmarks (issue 7): configs, machine line, tables, timing."""
+"""Helpers shared by the performance benchmarks: configs, machine line, tables, timing."""
 
 from __future__ import annotations
 

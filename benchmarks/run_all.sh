@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the performance benchmarks of issue 7 one after another and print their tables.
+# Run the performance benchmarks one after another and print their tables.
 #   bash benchmarks/run_all.sh            (from the repository root; ~35 minutes on 2 cores with the efficiency replay)
 # Takes /tmp/automix-cpu.lock for the whole run so that no other heavy job skews the timings.
 # The search-efficiency comparison replays an exhaustive grid of real trials; it runs when that grid

@@ -5,7 +5,7 @@ Shape (Muennighoff et al. 2023, plus mixing and hyperparameter bowls):
 - repeated target data is worth less each epoch: D' = U + U·R*·(1 − e^(−(E−1)/R*));
 - auxiliary tokens r·T help with a transfer efficiency c, and dilute the target when r is high;
 - the loss is E0 + B / (D' + c·r·T)^β, plus log-quadratic bowls around the best lr and around a
-  best weight decay that grows with repetition (the two levers interact, as measured in DESIGN §8).
+  best weight decay that grows with repetition (the two levers interact; docs/design.md "Search").
 """
 
 from __future__ import annotations

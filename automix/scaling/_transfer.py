@@ -1,6 +1,6 @@
 """μP transfer: train a proxy trial's settings at wider models (`transfer`), and check that they hold.
 
-The rule (DESIGN §5, README "μP: what transfers"):
+The rule (docs/design.md "μP transfer", README "μP: what transfers"):
 - `learning_rate` and `weight_decay` are stated at `base_width` and copied unchanged to every width.
   MuAdamW then gives each hidden matrix lr/m and wd·m (m = width/base_width), so its per-step decay
   lr·wd is the base width's; embeddings, norms and the readout keep lr (the readout's 1/m is in

@@ -2,7 +2,7 @@
 
 Each grid point is one ordinary training run (the study config's data and budget, only lr, wd,
 width and parametrisation changed) in its own process; every run is an MLflow run in the study's
-experiment tagged `kind=verify`. The criterion (issue 4): under μP the best lr stays within one
+experiment tagged `kind=verify`. The criterion: under μP the best lr stays within one
 2× grid step across the widths; under SP it drifts.
 """
 

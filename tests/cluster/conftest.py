@@ -33,30 +33,53 @@ def _pg_bin() -> Path:
     return Path(found[-1]).parent
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's binaries), which a test may stop and start."""
+
+    def __init__(self) -> None:
+        self.bin_dir, self.port = _pg_bin(), free_port()
+        # initdb refuses root: run the server as the `postgres` system user, in a directory it owns.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.root = Path(tempfile.mkdtemp(prefix="automix-pg-"))
+        self.data = self.root / "data"
+        if self.as_user:
+            shutil.chown(self.root, "postgres")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/automix"
+
+    def pg(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / tool), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
+        options += " -c fsync=off"
+        self.pg("pg_ctl", "start", "-D", str(self.data), "-w", "-l", str(self.root / "server.log"), "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` closes every client connection, as a restart or a crash does."""
+        self.pg("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w")
+
+
 @pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL server on 127.0.0.1 with an empty database; its SQLAlchemy URL."""
+def postgres():
+    """A `PostgresServer` with an empty database `automix`, stopped at teardown."""
     pytest.importorskip("psycopg2", reason="pip install -e '.[cluster]'")
-    bin_dir, port = _pg_bin(), free_port()
-    # initdb refuses root: run the server as the `postgres` system user, in a directory it owns.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="automix-pg-"))
-    data = root / "data"
-    if as_user:
-        shutil.chown(root, "postgres")
-
-    def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True, timeout=60)
-
-    pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync")
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
-    pg("pg_ctl", "start", "-D", str(data), "-w", "-l", str(root / "server.log"), "-o", options)
+    server = PostgresServer()
+    server.pg("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "--no-sync")
+    server.start()
     try:
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "automix")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/automix"
+        server.pg("createdb", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "automix")
+        yield server
     finally:
-        pg("pg_ctl", "stop", "-D", str(data), "-m", "immediate", "-w")
-        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([*server.as_user, str(server.bin_dir / "pg_ctl"), "stop", "-D", str(server.data), "-m",
+                        "immediate", "-w"], capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres):
+    """The SQLAlchemy URL of a throwaway PostgreSQL database on 127.0.0.1."""
+    return postgres.url
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ finishes with every trial recorded exactly once in both stores.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,6 +98,77 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
         assert run.data.tags["ray.node_id"] == trial.user_attrs["node_id"]
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert "best.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    _analyses_read_the_study_where_it_is_kept(path, work, postgres_url)
+
+
+def _analyses_read_the_study_where_it_is_kept(path, work, storage: str) -> None:
+    """`report`, `transfer` and `export` on the PostgreSQL study (no optuna.db in the work dir)."""
+    assert not (work / "optuna.db").exists()
+    assert main(["report", str(path), "--storage", storage]) == 0
+    assert "scale" in (work / "report" / "report.md").read_text()
+    assert main(["transfer", str(path), "--storage", storage, "--widths", "64"]) == 0
+    assert json.loads((work / "transfer.json").read_text())["runs"][0]["width"] == 64
+    assert main(["export", str(path), f"storage={storage}", "--out", str(work / "hf")]) == 0
+    assert (work / "hf" / "config.json").is_file()
+
+
+def test_search_rides_out_a_database_restart(real_study, postgres):
+    """PostgreSQL stops for ~10 s mid-search and comes back: no trial lost, none left RUNNING. Then it
+    stays away past `storage_retry_s`: the driver ends with one line and exit 2, and `--resume` finishes."""
+    short = {**SPACE, "epochs": {"type": "int", "low": 1, "high": 3}}
+    path, _ = real_study(
+        "restart", short, storage=postgres.url, storage_retry_s=30, search={"n_trials": 3, "scheduler": "none"}
+    )
+    cmd = [sys.executable, "-m", "automix.cli", "search", str(path)]
+    log = path.parent / "driver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+    try:
+        _wait_for_states(postgres.url, "restart", {TrialState.COMPLETE: 1}, proc, log)
+        postgres.stop()
+        time.sleep(10)
+        postgres.start()
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Optuna storage unreachable" in log.read_text()
+    trials = optuna.load_study(study_name="restart", storage=open_storage(postgres.url)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+    more = [*cmd, "--resume", "search.n_trials=5", "storage_retry_s=3"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(more, stdout=out, stderr=out, start_new_session=True)
+    try:
+        _wait_for_states(postgres.url, "restart", {TrialState.RUNNING: 1}, proc, log)
+        postgres.stop()
+        assert proc.wait(timeout=120) == 2, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    errors = [line for line in log.read_text().splitlines() if line.startswith("automix: error:")]
+    assert len(errors) == 1 and "stayed unreachable" in errors[0] and "--resume" in errors[0], errors
+    postgres.start()
+    assert main(["search", str(path), "--resume", "search.n_trials=5"]) == 0
+    trials = optuna.load_study(study_name="restart", storage=open_storage(postgres.url)).trials
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+
+
+def _wait_for_states(url: str, study: str, want: dict, proc, log, timeout: float = 180) -> None:
+    """Wait until the study has at least `want[state]` trials in each state (the database says)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the search exited early with code {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            trials = optuna.load_study(study_name=study, storage=open_storage(url)).trials
+        except KeyError:
+            trials = []
+        if all(sum(t.state == s for t in trials) >= n for s, n in want.items()):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"study {study} never reached {want}: {log.read_text()[-3000:]}")
 
 
 def test_ui_points_at_the_tracking_server(mlflow_server, capsys):
