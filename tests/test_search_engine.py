@@ -11,11 +11,14 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 
 import automix
 from automix.config._space import parse_space
 from automix.config._study import SAMPLERS, SearchConfig
 from automix.engine._samplers import make_sampler
+from automix.engine._searcher import StudySearcher
+from automix.protocol import FINAL_KEY, TRIAL_KEY
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 import custom_objective  # noqa: E402
@@ -179,6 +182,29 @@ def test_max_train_tokens_rejects_before_training(tmp_path):
     assert all(t.constraints["train_tokens"] > 0 for t in over)
     assert all(t in over or t.user_attrs["rejected"].startswith("same params as trial") for t in rejected)
     assert set(result.mlflow_run_ids) == {t.number for t in completed}  # rejected configs never started
+
+
+def test_the_searcher_retries_rejections_from_reproducible_random_suggestions():
+    def suggestions(seed):
+        searcher = StudySearcher(
+            space=SPACE.distributions, metric="loss", mode="min", sampler=make_sampler("gp", SPACE, seed),
+            cost=lambda p: 1000 * (p["y"] + 1), max_cost=2000, target=8,
+        )  # fmt: skip
+        configs = []
+        while (config := searcher.suggest(trial_id := f"t{len(configs)}")) != Searcher.FINISHED:
+            configs.append(config)
+            loss = config["x"] ** 2
+            searcher.on_trial_result(trial_id, {"tokens": 100, "loss": loss + 1})
+            searcher.on_trial_complete(trial_id, {"tokens": 200, "loss": loss, FINAL_KEY: True})
+        return configs, searcher.study.trials
+
+    configs, trials = suggestions(0)
+    assert len(configs) == 8 and all(c["y"] <= 1 for c in configs)
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert rejected and all(t.state == TrialState.PRUNED for t in rejected)
+    assert {c[TRIAL_KEY] for c in configs} == {t.number for t in trials if t not in rejected}
+    assert all(t.intermediate_values == {100: t.params["x"] ** 2 + 1} for t in trials if t not in rejected)
+    assert suggestions(0)[0] == configs  # the random retries after a rejection are seeded too
 
 
 def test_token_budget_stops_the_search(tmp_path):

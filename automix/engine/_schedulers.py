@@ -5,12 +5,14 @@ warmup-stable-decay schedule keeps a partial run a fair early estimate of a long
 it is still in its stable phase: a report made while the lr decays (`decaying` true) shows a loss
 that a longer trial only reaches at its own end, so the schedulers here leave such reports out of
 their rungs and medians (they never stop a trial on one either). Nor do they stop a trial marked
-`KEEP_KEY` (a point proposed again after it was pruned, see automix/searcher.py), whose reports
+`KEEP_KEY` (a point proposed again after it was pruned, see automix/engine/_searcher.py), whose reports
 they also leave out. With several objectives the scheduler stops on the first metric (Ray's and
 Optuna's stopping rules are single-objective); stopped trials are PRUNED and stay off the Pareto front.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
@@ -33,20 +35,18 @@ class _StablePhaseOnly:
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if self._ignored(trial, result):
-            self._forget(trial)
-        else:
+        if not self._ignored(trial, result):
             super().on_trial_complete(tune_controller, trial, result)
-
-    def _forget(self, trial) -> None:
-        """Drop what the scheduler keeps for a finished trial it does not score."""
+            return
+        # Drop what the scheduler keeps for a trial it does not score, through the public hook
+        # Tune calls for a trial that leaves unfinished (ASHA forgets its bracket; the median rule
+        # keeps nothing). ASHA raises KeyError for a trial it no longer holds: nothing to drop.
+        with contextlib.suppress(KeyError):
+            self.on_trial_remove(tune_controller, trial)
 
 
 class StableASHA(_StablePhaseOnly, ASHAScheduler):
     """ASHA whose rungs hold stable-phase losses only."""
-
-    def _forget(self, trial) -> None:
-        self._trial_info.pop(trial.trial_id, None)
 
 
 class StableMedianStoppingRule(_StablePhaseOnly, MedianStoppingRule):

@@ -1,8 +1,8 @@
-"""A thin adapter over Ray Tune's `OptunaSearch` so the Optuna study tells the truth.
+"""A Ray Tune searcher that drives an Optuna study through its ask/tell API and tells it the truth.
 
-Stock OptunaSearch records a trial stopped by the scheduler as COMPLETE with its partial loss,
+Stock `OptunaSearch` records a trial stopped by the scheduler as COMPLETE with its partial loss,
 so the sampler mistakes an early estimate for a final value; it also reports intermediate values
-at Ray's iteration count. This adapter:
+at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
 - marks a trial COMPLETE only if it trained to its end (its objective returned: the final result
   carries `FINAL_KEY`; or its last report said `progress` 1.0), PRUNED if the scheduler stopped it
   earlier (its intermediate values stay), FAIL if it raised or its value is not finite;
@@ -14,10 +14,10 @@ at Ray's iteration count. This adapter:
 - rejects, before training, a suggestion over the per-trial cost cap (it gets a positive
   `train_tokens` constraint, `Trial.set_constraint`, so constraint-aware samplers learn to avoid
   the region) or with the params of a trial already trained to its end (the trainer is
-  deterministic: same params and seed, same result): it is recorded PRUNED with a `rejected` user
+  deterministic: same params and seed, same result): it is recorded PRUNED with a `REJECTED` user
   attribute, is never trained, does not count, and the next try comes from random suggestions;
 - lets a point the sampler proposes again after the scheduler pruned it train to its end
-  (`KEEP_KEY`, user attribute `repeat_of_pruned`): a sampler that ignores pruned trials (GP) learns
+  (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
   nothing from the cut and keeps proposing the same point, which a deterministic trainer would
   repeat up to the same rung every time.
 """
@@ -28,17 +28,25 @@ import logging
 import math
 from collections.abc import Callable
 
-from optuna.samplers import RandomSampler
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.pruners import NopPruner
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.storages import BaseStorage, InMemoryStorage
 from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from automix.protocol import (
     COST_KEYS,
+    FAIL_REASON,
     FINAL_KEY,
+    FINAL_METRICS,
     KEEP_KEY,
     NODE_KEYS,
+    REJECTED,
+    REPEAT_OF_PRUNED,
+    REQUEUED_FROM,
     REQUEUED_KEY,
     TRIAL_KEY,
     final_state,
@@ -53,80 +61,137 @@ SAME_PARAMS = "same params as trial"
 log = logging.getLogger(__name__)
 
 
-class StudySearcher(OptunaSearch):
-    """OptunaSearch with truthful trial states, token steps, trial numbers and a cost cap (module doc).
+class StudySearcher(Searcher):
+    """Ray Tune searcher over an Optuna study: truthful trial states, token steps, trial numbers
+    and a cost cap (module doc).
 
-    `cost(params)` gives a suggestion's training tokens; suggestions above `max_cost` are rejected.
+    `space` maps param names to Optuna distributions; `metric`/`mode` are one name and "min"/"max",
+    or lists of them for a multi-objective study. `cost(params)` gives a suggestion's training
+    tokens; suggestions above `max_cost` are rejected. `target` is how many trained and running
+    trials the study should reach, across all drivers.
     """
 
     def __init__(
         self,
-        *args,
+        space: dict[str, BaseDistribution],
+        metric: str | list[str],
+        mode: str | list[str],
+        sampler: BaseSampler | None = None,
+        study_name: str | None = None,
+        storage: BaseStorage | None = None,
         cost: Callable[[dict], float] | None = None,
         max_cost: float | None = None,
         target: int | None = None,
-        **kw,
     ):
-        super().__init__(*args, **kw)
-        self._target = target  # trained + running trials the study should reach, across all drivers
+        # Ray's Searcher checks metric and mode: both strings, or lists of the same length.
+        super().__init__(metric=metric, mode=mode)
+        modes = mode if isinstance(mode, list) else [mode]
+        self._space = dict(space)
+        self._study_name = study_name or "optuna"
+        # The random-retry study (`_retry_study`) must see the same trials: an in-memory study
+        # needs a storage object both studies share.
+        self._storage = storage if storage is not None else InMemoryStorage()
+        self._study = optuna.create_study(
+            storage=self._storage,
+            sampler=sampler,
+            pruner=NopPruner(),  # Ray's scheduler stops trials, never Optuna's pruner
+            study_name=self._study_name,
+            directions=["minimize" if m == "min" else "maximize" for m in modes],
+            load_if_exists=True,
+        )
+        self._retry: optuna.Study | None = None
+        self._target = target
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
-        self._failed: dict = {}  # Ray trial id -> Optuna trial awaiting its failure reason
+        self._trials: dict[str, optuna.Trial] = {}  # Ray trial id -> its Optuna trial
+        self._done: set[str] = set()  # Ray trial ids already told to the study
+        self._failed: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial awaiting its failure reason
         self._nodes: dict[str, dict] = {}  # Ray trial id -> node attributes last stored
 
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study this searcher asks and tells."""
+        return self._study
+
     def save(self, checkpoint_path: str) -> None:
+        """Write the searcher's state for Tune's experiment checkpoint."""
         # cloudpickle: the cost function may be a closure or lambda, which plain pickle refuses.
         with open(checkpoint_path, "wb") as f:
             cloudpickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read back a state written by `save`."""
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(cloudpickle.load(f))
 
     def _study_is_full(self) -> bool:
         """Whether the study (all drivers together) already has its trials trained or running."""
         if self._target is None:
             return False
-        trials = self._ot_study.get_trials(
+        trials = self._study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         )
-        return sum("rejected" not in t.user_attrs for t in trials) >= self._target
+        return sum(REJECTED not in t.user_attrs for t in trials) >= self._target
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if trial_id not in self._ot_trials and self._study_is_full():
-            return Searcher.FINISHED  # running trials finish; no new ones start
-        sampler, repeats = self._ot_study.sampler, 0
-        try:
-            for attempt in range(MAX_REJECTIONS):
-                params = super().suggest(trial_id)
-                if params is None or (reason := self._rejection(trial_id, params)) is None:
-                    break
-                ot_trial = self._ot_trials.pop(trial_id)
-                ot_trial.set_user_attr("rejected", reason)
-                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-                repeats = repeats + 1 if reason.startswith(SAME_PARAMS) else 0
-                if repeats >= MAX_REPEATS:
-                    log.warning("%d suggestions in a row were trained already: the space is exhausted", repeats)
-                    return Searcher.FINISHED
-                # A model-based sampler that ignores pruned trials (GP) would propose the same point
-                # again: retry from random suggestions, seeded by the trial count for reproducibility.
-                self._ot_study.sampler = RandomSampler(seed=len(self._ot_study.trials) + attempt)
-            else:
-                raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
-        finally:
-            self._ot_study.sampler = sampler
-        if params is None:
-            return None
-        ot_trial = self._ot_trials[trial_id]
-        tags = {TRIAL_KEY: ot_trial.number}
-        if (origin := ot_trial.user_attrs.get("requeued_from")) is not None:
+        """The config of a new trial (params and automix's tags), or FINISHED when none should start."""
+        if trial_id not in self._trials:
+            if self._study_is_full():
+                return Searcher.FINISHED  # running trials finish; no new ones start
+            trial = self._ask_untrained()
+            if trial is None:
+                return Searcher.FINISHED
+            self._trials[trial_id] = trial
+        trial = self._trials[trial_id]
+        params = trial.params
+        tags = {TRIAL_KEY: trial.number}
+        if (origin := trial.user_attrs.get(REQUEUED_FROM)) is not None:
             tags[REQUEUED_KEY] = origin
         if (pruned := self._twin(params, TrialState.PRUNED)) is not None:
-            ot_trial.set_user_attr("repeat_of_pruned", pruned)
+            trial.set_user_attr(REPEAT_OF_PRUNED, pruned)
             tags[KEEP_KEY] = True
         return {**params, **tags}
 
-    def _rejection(self, trial_id: str, params: dict) -> str | None:
+    def _ask_untrained(self) -> optuna.Trial | None:
+        """Ask the study until a suggestion may be trained; None when the space is exhausted."""
+        study, repeats = self._study, 0
+        for attempt in range(MAX_REJECTIONS):
+            trial = study.ask(self._space)
+            reason = self._rejection(trial)
+            if reason is None:
+                return trial
+            trial.set_user_attr(REJECTED, reason)
+            study.tell(trial, state=TrialState.PRUNED)
+            repeats = repeats + 1 if reason.startswith(SAME_PARAMS) else 0
+            if repeats >= MAX_REPEATS:
+                log.warning("%d suggestions in a row were trained already: the space is exhausted", repeats)
+                return None
+            # A model-based sampler that ignores pruned trials (GP) would propose the same point
+            # again: retry from random suggestions, seeded by the trial count for reproducibility.
+            study = self._retry_study(seed=len(self._study.get_trials(deepcopy=False)) + attempt)
+        raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
+
+    def _retry_study(self, seed: int) -> optuna.Study:
+        """The same study, loaded a second time with a random sampler seeded by `seed`.
+
+        Loaded once and re-seeded by giving it a new sampler: a second load per retry would read
+        every trial of the study from the storage again, for each rejected suggestion.
+        """
+        sampler = RandomSampler(seed=seed)
+        if self._retry is None:
+            self._retry = optuna.load_study(
+                study_name=self._study_name, storage=self._storage, sampler=sampler, pruner=NopPruner()
+            )
+        else:
+            self._retry.sampler = sampler
+        return self._retry
+
+    def _rejection(self, trial: optuna.Trial) -> str | None:
         """Why a suggestion must not be trained: over the cost cap, or already trained to its end."""
+        params = trial.params
         if self._cost is not None:
             cost = self._cost(params)
-            self._ot_trials[trial_id].set_constraint("train_tokens", cost - self._max_cost)
+            trial.set_constraint("train_tokens", cost - self._max_cost)
             if cost > self._max_cost:
                 return f"train_tokens {cost:,.0f} > max {self._max_cost:,.0f}"
         if (done := self._twin(params, TrialState.COMPLETE)) is not None:
@@ -135,19 +200,19 @@ class StudySearcher(OptunaSearch):
 
     def _twin(self, params: dict, state: TrialState) -> int | None:
         """The number of a trained trial in `state` with exactly these params, if any."""
-        for trial in self._ot_study.get_trials(deepcopy=False, states=(state,)):
-            if "rejected" not in trial.user_attrs and trial.params == params:
+        for trial in self._study.get_trials(deepcopy=False, states=(state,)):
+            if REJECTED not in trial.user_attrs and trial.params == params:
                 return trial.number
         return None
 
     def record_failure(self, trial_id: str, reason: str | None) -> None:
         """Close a failed trial as FAIL with why it failed (called by `FailureCallback`)."""
-        ot_trial = self._failed.pop(trial_id, None)
-        if ot_trial is None:
+        trial = self._failed.pop(trial_id, None)
+        if trial is None:
             return
         if reason:
-            ot_trial.set_user_attr("fail_reason", reason[:1000])
-        self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            trial.set_user_attr(FAIL_REASON, reason[:1000])
+        self._study.tell(trial, state=TrialState.FAIL)
 
     def flush_failures(self) -> None:
         """FAIL every failed trial still waiting for a reason (the search is ending)."""
@@ -156,47 +221,50 @@ class StudySearcher(OptunaSearch):
 
     def _record_node(self, trial_id: str, result: dict) -> None:
         node = {k: str(result[k]) for k in NODE_KEYS if k in result}
-        if node and trial_id in self._ot_trials and self._nodes.get(trial_id) != node:
+        if node and trial_id in self._trials and self._nodes.get(trial_id) != node:
             self._nodes[trial_id] = node
             for key, value in node.items():
-                self._ot_trials[trial_id].set_user_attr(key, value)
+                self._trials[trial_id].set_user_attr(key, value)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self._completed_trials:
-            self._record_node(trial_id, result)
-        if isinstance(self.metric, list) or trial_id in self._completed_trials or result.get(FINAL_KEY):
+        """Store the trial's node and its metric as an intermediate value at step = tokens."""
+        if trial_id in self._done:
+            return
+        self._record_node(trial_id, result)
+        if isinstance(self.metric, list) or result.get(FINAL_KEY) or trial_id not in self._trials:
             return  # multi-objective studies keep no intermediate values; the final one is told
         value, tokens = result.get(self.metric), result.get("tokens")
         if value is not None and tokens is not None and math.isfinite(value):
-            self._ot_trials[trial_id].report(float(value), step=int(tokens))
+            self._trials[trial_id].report(float(value), step=int(tokens))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        """Tell the study how the trial ended: COMPLETE, PRUNED, or FAIL (after its reason, on error)."""
+        if trial_id in self._done or trial_id not in self._trials:
             return
-        ot_trial = self._ot_trials[trial_id]
+        trial = self._trials[trial_id]
         result = result or {}
         for key in COST_KEYS:
             if key in result:
-                ot_trial.set_user_attr(key, float(result[key]))
+                trial.set_user_attr(key, float(result[key]))
         if finished(result):
             # Every final metric (target_acc, aux_val_loss, ...), not only the searched one.
             finals = {k: float(v) for k, v in trial_metrics(result).items() if isinstance(v, int | float)}
-            ot_trial.set_user_attr("final_metrics", {k: v for k, v in finals.items() if math.isfinite(v)})
+            trial.set_user_attr(FINAL_METRICS, {k: v for k, v in finals.items() if math.isfinite(v)})
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         state, reason = final_state(result, metrics)
-        if not error:
+        if error:
+            # Ray tells the searcher before its callbacks, which know the exception: wait for it.
+            self._failed[trial_id] = trial
+        else:
             # A result the scheduler stopped the trial on never reached on_trial_result: record it
             # (Optuna takes the last intermediate value as a pruned trial's value).
             self.on_trial_result(trial_id, result)
-        if error:
-            # Ray tells the searcher before its callbacks, which know the exception: wait for it.
-            self._failed[trial_id] = ot_trial
-        elif state == "FAIL":
-            ot_trial.set_user_attr("fail_reason", reason)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-        elif state == "COMPLETE":
-            values = [result[m] for m in metrics]
-            self._ot_study.tell(ot_trial, values if len(values) > 1 else values[0])
-        else:
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+            if state == "FAIL":
+                trial.set_user_attr(FAIL_REASON, reason)
+                self._study.tell(trial, state=TrialState.FAIL)
+            elif state == "COMPLETE":
+                values = [result[m] for m in metrics]
+                self._study.tell(trial, values if len(values) > 1 else values[0])
+            else:
+                self._study.tell(trial, state=TrialState.PRUNED)
+        self._done.add(trial_id)

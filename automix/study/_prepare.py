@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
 from automix.config._study import ConfigError, SearchConfig
+from automix.protocol import REQUEUED_FROM, TOKENS
 from automix.study._results import trained
 
 INVOCATION_ATTR = "automix:invocations"
@@ -71,10 +72,10 @@ def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, join:
             study.enqueue_trial(params, skip_if_exists=True)
     for trial in study.trials if not join else ():
         if trial.state == TrialState.RUNNING:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+            study.tell(trial.number, state=TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={REQUEUED_FROM: trial.number})
     invocation = int(study.user_attrs.get(INVOCATION_ATTR, 0))
     study.set_user_attr(INVOCATION_ATTR, invocation + 1)
     done = sum(trained(t) for t in study.trials)
-    spent = sum(t.user_attrs.get("tokens", 0.0) for t in study.trials)
+    spent = sum(t.user_attrs.get(TOKENS, 0.0) for t in study.trials)
     return StudyState(max(0, settings.n_trials - done), spent, invocation)

@@ -47,18 +47,25 @@ def seed_sqlite_store(uri: str) -> None:
         return
     template = default_cache_dir() / "mlflow" / f"empty-store-{mlflow.__version__}.db"
     if not template.is_file():
-        import sqlalchemy
-        from mlflow.store.db.utils import _initialize_tables  # what SqlAlchemyStore runs on an empty db
+        import sqlite3
+        from contextlib import closing
 
         template.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=template.parent, suffix=".db")
         os.close(fd)
-        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
         try:
-            _initialize_tables(engine)
+            # A client's first read of a database without tables (this empty file) makes MLflow
+            # create its schema and run every migration.
+            MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments()
+            # MLflow also adds its Default experiment, with an artifact location under this
+            # process's working directory: drop it, so that each copy gets its own when MLflow first
+            # opens it, exactly as a store MLflow builds in place.
+            with closing(sqlite3.connect(tmp)) as db, db:
+                db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+            os.replace(tmp, template)  # atomic: a concurrent search sees no template or a whole one
         finally:
-            engine.dispose()
-        os.replace(tmp, template)  # atomic: a concurrent search sees no template or a whole one
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".db")
     os.close(fd)
     try:
