@@ -51,10 +51,9 @@ def check_study(
     if [d.name.lower() for d in study.directions] != directions:
         raise ConfigError(f"study '{name}' exists with other directions: use another study name or work_dir")
     if study.trials and not (resume or join):
-        raise ConfigError(
-            f"study '{name}' already has {len(study.trials)} trials in this work directory: "
-            "pass --resume to continue it, or set another study name or work_dir"
-        )
+        where = f"study '{name}' already has {len(study.trials)} trials"
+        other = "or set another study name or work_dir"
+        raise ConfigError(f"{where}: pass resume=True to continue it, {other}")
     _check_same_space(study, space)
 
 
