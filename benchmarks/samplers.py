@@ -27,7 +27,7 @@ from automix.config._space import load_space  # noqa: E402
 from automix.engine._samplers import grid_size, make_sampler  # noqa: E402
 
 TOLERANCE = 0.005
-MAX_TRIALS = {"tpe": 300, "random": 3000, "gp": 120, "botorch": 60, "grid": 672}
+MAX_TRIALS = {"tpe": 300, "random": 3000, "gp": 120, "costei": 120, "botorch": 60, "grid": 672}
 
 
 def optimum(space) -> float:
@@ -52,7 +52,7 @@ def optimum(space) -> float:
 
 def run(name: str, space, seed: int, target: float) -> tuple[int | None, float, float]:
     """(trials to reach target or None, tokens spent until then or in all, seconds)."""
-    study = optuna.create_study(sampler=make_sampler(name, space, seed))
+    study = optuna.create_study(sampler=make_sampler(name, space, seed, cost=synthetic.train_tokens))
     spent, start = 0.0, time.perf_counter()
     for i in range(1, MAX_TRIALS[name] + 1):
         trial = study.ask(space.distributions)

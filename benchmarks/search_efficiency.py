@@ -6,6 +6,14 @@
     # 2. the comparison (~3 min per method at 10 seeds)
     .venv/bin/python benchmarks/search_efficiency.py [--grid runs/real_grid] [--seeds 10] [--trials 40]
 
+A second grid of the same axes at another U (the method was not developed on it), a quarter of the
+tokens with the same number of evaluations per trial:
+    .venv/bin/automix search examples/ar_en_cpu.yaml study=real_grid_u25k work_dir=runs/real_grid_u25k \\
+        search.space=benchmarks/spaces/real_grid.yaml search.sampler=grid search.n_trials=96 search.scheduler=none \\
+        budget.unique_tokens=25000 eval_every_tokens=62500 optim.warmup_tokens=12500
+    .venv/bin/python benchmarks/search_efficiency.py --grid runs/real_grid_u25k \\
+        --set budget.unique_tokens=25000 eval_every_tokens=62500 optim.warmup_tokens=12500
+
 Every search here is a real `automix.search` (Ray Tune, the Optuna sampler, ASHA, an Optuna study)
 whose objective *replays* the grid: a trial's params pick a grid point, and the trial reports that
 point's recorded learning curve (target_val_loss at each evaluation, step = tokens) and returns its
@@ -39,9 +47,11 @@ from automix.engine._search import search_objective
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
-# (label, sampler, scheduler): automix's defaults, random search, and random search with ASHA.
+# (label, sampler, scheduler): automix's defaults, the cost-aware sampler, random search, and random search with ASHA.
 METHODS = (
     ("automix default: gp + asha", "gp", "asha"),
+    ("costei + asha", "costei", "asha"),
+    ("costei, no scheduler", "costei", "none"),
     ("gp, no scheduler", "gp", "none"),
     ("gp + median stopping", "gp", "median"),
     ("random", "random", "none"),
@@ -67,6 +77,10 @@ class GridReplay:
             report({"tokens": tokens, METRIC: loss, "progress": i / len(curve), "decaying": decaying})
         tokens, loss = curve[-1]
         return {"tokens": tokens, METRIC: loss}
+
+    def cost(self, params: dict) -> float:
+        """A point's training tokens, known before it trains (T = E·U/(1-r)), as automix's plan knows it."""
+        return float(self.curves[tuple(int(params[name]) for name in self.axes)][-1][0])
 
 
 def grid_trials(work: Path) -> list[FrozenTrial]:
@@ -113,6 +127,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40, help="trials per search")
     parser.add_argument("--methods", nargs="*", help="labels of METHODS to run (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], help="key=value overrides of the example config the grid ran")
     args = parser.parse_args()
     grid = grid_trials(args.grid)
     axes, curves, best, total = load_grid(grid, args.space)
@@ -120,7 +135,7 @@ def main() -> None:
     near = sum(c[-1][1] <= target for c in curves.values())
     space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
     # As the example's own search plans it: ASHA's first rung at 2 evaluations, max_t = the largest T = E·U/(1-r).
-    example = load_config(EXAMPLE)
+    example = load_config(EXAMPLE, args.set)
     replay = GridReplay(axes, curves, example.optim.decay_frac)
     largest = int(example.budget.unique_tokens * max(axes["epochs"]) / (1 - max(axes["mix_ratio"])))
     fixed = {
@@ -142,9 +157,10 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
             result = search_objective(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
-                sampler=sampler, scheduler=scheduler, seed=seed, **fixed,
+                sampler=sampler, scheduler=scheduler, seed=seed, cost=replay.cost, **fixed,
             )  # fmt: skip
             costs.append(tokens_until(sorted(result.study.trials, key=lambda t: t.number), target))
+            print(f"{label} seed {seed}: {costs[-1] / 1e6:.2f}M tokens ({100 * costs[-1] / total:.1f}%)", flush=True)
         hits = [c for c in costs if math.isfinite(c)]
         median = statistics.median(costs)
         rows.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import optuna
 import optuna.distributions as od
@@ -39,8 +40,11 @@ class SweepSampler(optuna.samplers.GridSampler):
         return None
 
 
-def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
-    """Build the sampler called `name` for `space`."""
+def make_sampler(
+    name: str, space: SearchSpace, seed: int, cost: Callable[[dict], float] | None = None
+) -> optuna.samplers.BaseSampler:
+    """Build the sampler called `name` for `space`; `cost(params)` (a suggestion's training tokens)
+    is what the cost-aware sampler `costei` weighs expected improvement against."""
     if name == "tpe":
         # multivariate TPE models the interaction of weight decay, epochs and mixing (they interact).
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
@@ -56,9 +60,13 @@ def make_sampler(name: str, space: SearchSpace, seed: int) -> optuna.samplers.Ba
         from optuna_integration import BoTorchSampler
 
         return BoTorchSampler(seed=seed)
+    if name == "costei":
+        from automix.engine._cost_sampler import CostAwareSampler
+
+        return CostAwareSampler(space.distributions, cost=cost, seed=seed)
     if name == "grid":
         return SweepSampler(grid_values(space), seed=seed)
-    raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, botorch, random, qmc, grid, cmaes")
+    raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, costei, botorch, random, qmc, grid, cmaes")
 
 
 def grid_size(space: SearchSpace) -> int:

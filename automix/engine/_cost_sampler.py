@@ -1,0 +1,314 @@
+"""A cost-aware Bayesian-optimization sampler: expected improvement per token, cooled.
+
+automix knows what a suggestion costs before it trains (T = E·U/(1−r) for the built-in trainer,
+`automix/engine/_preflight.py`), and on data-constrained surfaces the best point is among the most
+expensive ones (BENCHMARKS.md "Search efficiency"). `CostAwareSampler`:
+- starts from a few quasi-random (Sobol) points drawn from the cheapest part of the space;
+- models the loss with a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube,
+  over a linear trend in log cost (longer training usually lowers the loss: the trend lets the
+  model extrapolate from cheap trials to expensive ones, and is fitted, so it is flat when cost
+  does not matter);
+- picks the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1,
+  cooled to plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it
+  spends on expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
+- learns from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
+  (BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds).
+
+Candidates are the whole space when it is a small finite grid, else Sobol points plus local
+perturbations of the best trials. Points already trained to their end, or running, are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import optuna
+import optuna.distributions as od
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import qmc
+
+MAX_ENUMERATED = 4096  # a finite space up to this size is scored point by point
+N_SOBOL = 1024
+N_LOCAL = 256
+
+
+class Encoder:
+    """Maps params to the unit cube and back: log scale for log distributions, steps and ints rounded."""
+
+    def __init__(self, space: dict[str, od.BaseDistribution]):
+        self.names = sorted(space)
+        self.space = space
+
+    def encode(self, params: dict) -> np.ndarray:
+        """The params as a point of [0, 1]^d."""
+        return np.array([self._to_unit(self.space[n], params[n]) for n in self.names])
+
+    def decode(self, x: np.ndarray) -> dict:
+        """The params of a point of [0, 1]^d, rounded to the distributions' steps."""
+        return {n: self._from_unit(self.space[n], float(v)) for n, v in zip(self.names, x, strict=True)}
+
+    @staticmethod
+    def _to_unit(d: od.BaseDistribution, v) -> float:
+        if isinstance(d, od.CategoricalDistribution):
+            return d.choices.index(v) / max(1, len(d.choices) - 1)
+        lo, hi, v = (math.log(d.low), math.log(d.high), math.log(v)) if d.log else (d.low, d.high, v)
+        return 0.0 if hi == lo else (v - lo) / (hi - lo)
+
+    @staticmethod
+    def _from_unit(d: od.BaseDistribution, u: float):
+        u = min(1.0, max(0.0, u))
+        if isinstance(d, od.CategoricalDistribution):
+            return d.choices[int(round(u * (len(d.choices) - 1)))]
+        v = (
+            math.exp(math.log(d.low) + u * (math.log(d.high) - math.log(d.low)))
+            if d.log
+            else d.low + u * (d.high - d.low)
+        )
+        step = getattr(d, "step", None)
+        if step:
+            v = d.low + round((v - d.low) / step) * step
+        if isinstance(d, od.IntDistribution):
+            return int(min(d.high, max(d.low, round(v))))
+        return float(min(d.high, max(d.low, v)))
+
+    def grid(self) -> list[dict] | None:
+        """Every point of the space if it is finite and at most MAX_ENUMERATED points, else None."""
+        axes = []
+        for n in self.names:
+            d = self.space[n]
+            if isinstance(d, od.CategoricalDistribution):
+                axes.append(list(d.choices))
+            elif isinstance(d, od.IntDistribution):
+                axes.append(sorted({self._from_unit(d, self._to_unit(d, v)) for v in range(d.low, d.high + 1, d.step)}))
+            elif d.step:
+                axes.append([d.low + i * d.step for i in range(int(round((d.high - d.low) / d.step)) + 1)])
+            else:
+                return None
+            if math.prod(len(a) for a in axes) > MAX_ENUMERATED:
+                return None
+        points = [{}]
+        for n, values in zip(self.names, axes, strict=True):
+            points = [{**p, n: v} for p in points for v in values]
+        return points
+
+
+def log_ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """log expected improvement below `best` of normal predictions, stable far in the tail."""
+    from scipy.special import log_ndtr
+
+    std = np.maximum(std, 1e-12)
+    z = (best - mean) / std
+    log_phi = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+    # h(z) = φ(z) + zΦ(z); for z << 0 it is φ(z)/z² to leading order, which keeps candidates ranked.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = np.log(np.maximum(np.exp(log_phi) + z * np.exp(log_ndtr(z)), 1e-300))
+        tail = log_phi - 2 * np.log(np.abs(z))
+    return np.log(std) + np.where(z > -5, direct, tail)
+
+
+def _matern52(a: np.ndarray, b: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
+    r = np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) / lengthscales) ** 2, 0).sum(-1) * 5.0)
+    return (1.0 + r + r**2 / 3.0) * np.exp(-r)
+
+
+class GP:
+    """A Matern-5/2 ARD Gaussian process on the unit cube, hyperparameters by MAP (numpy + scipy).
+
+    Small and exact: at 100 trials a fit is a few hundred 100×100 Cholesky factorizations. The
+    priors follow BoTorch's defaults for `SingleTaskGP` (log-normal lengthscales scaled with √d, a
+    small noise): the objective is deterministic up to the trainer's float noise.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None):
+        from scipy.optimize import minimize
+
+        self.x, d = x, x.shape[1]
+        self.mu, self.sd = float(y.mean()), float(y.std()) or 1.0
+        self.y = (y - self.mu) / self.sd
+        self._prior_loc = math.sqrt(2) + 0.5 * math.log(d)
+        theta0 = start if start is not None and len(start) == d + 2 else np.r_[np.full(d, self._prior_loc), 0.0, -6.0]
+        bounds = [(-4.0, 5.0)] * d + [(-3.0, 3.0), (-12.0, 0.0)]
+        fit = minimize(self._neg_log_post, theta0, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60})
+        self.theta = fit.x if np.isfinite(fit.fun) else theta0
+        self._factor()
+
+    def _parts(self, theta: np.ndarray):
+        ls, var, noise = np.exp(theta[:-2]), math.exp(theta[-2]), math.exp(theta[-1]) + 1e-8
+        k = var * _matern52(self.x, self.x, ls) + noise * np.eye(len(self.x))
+        return ls, var, np.linalg.cholesky(k)
+
+    def _neg_log_post(self, theta: np.ndarray) -> float:
+        try:
+            _, _, chol = self._parts(theta)
+        except np.linalg.LinAlgError:
+            return 1e10
+        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
+        nll = 0.5 * self.y @ alpha + np.log(np.diag(chol)).sum()
+        prior = ((theta[:-2] - self._prior_loc) ** 2).sum() / (2 * 3.0) + (theta[-1] + 6.0) ** 2 / 8.0
+        return float(nll + prior)
+
+    def _factor(self) -> None:
+        self.ls, self.var, self.chol = self._parts(self.theta)
+        self.alpha = np.linalg.solve(self.chol.T, np.linalg.solve(self.chol, self.y))
+
+    def predict(self, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and std (noise-free) at `x_new`, in the units of y."""
+        ks = self.var * _matern52(x_new, self.x, self.ls)
+        v = np.linalg.solve(self.chol, ks.T)
+        var = np.maximum(self.var - (v**2).sum(0), 1e-12)
+        return self.mu + self.sd * ks @ self.alpha, self.sd * np.sqrt(var)
+
+
+def fit_predict(x, y, trend, x_new, t_new, start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean and std at `x_new` of y = a + b·trend + GP(x) (b ≤ 0), and the GP's hyperparameters."""
+    design = np.stack([np.ones_like(trend), trend], axis=1)
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    coef[1] = min(coef[1], 0.0)  # the trend may only say "more tokens, lower loss", never the reverse
+    coef[0] = float(np.mean(y - coef[1] * trend))
+    gp = GP(x, y - design @ coef, start)
+    mean, std = gp.predict(x_new)
+    return mean + coef[0] + coef[1] * t_new, std, gp.theta
+
+
+class CostAwareSampler(BaseSampler):
+    """Cost-cooled expected improvement per token over a GP with a log-cost trend (module doc).
+
+    `search_space`: the distributions (known before the first trial, so that it is cheap too; None:
+    those every trial so far has had). `cost(params)` is a suggestion's training tokens (None: every
+    point costs the same: plain EI).
+    `n_startup_trials` Sobol points come from the cheapest `cheap_quantile` of the space's costs.
+    `cooling`: the tokens, in units of the largest trial's cost, after which the acquisition is
+    plain EI. `trend`: model a linear trend of the loss in log cost under the GP.
+    """
+
+    def __init__(
+        self,
+        search_space: dict[str, od.BaseDistribution] | None = None,
+        cost: Callable[[dict], float] | None = None,
+        seed: int | None = None,
+        n_startup_trials: int = 5,
+        cheap_quantile: float = 0.25,
+        cooling: float = 1.0,
+        min_alpha: float = 0.0,
+        trend: bool = True,
+    ):
+        self._cost_fn = cost
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._random = RandomSampler(seed=seed)
+        self._n_startup = n_startup_trials
+        self._cheap_quantile = cheap_quantile
+        self._cooling = cooling
+        self._min_alpha = min_alpha
+        self._trend = trend
+        self._fixed_space = dict(search_space) if search_space else None
+        self._search_space = IntersectionSearchSpace()
+        self._costs: dict[tuple, float] = {}
+        self._theta: np.ndarray | None = None  # the last fit's GP hyperparameters: the next fit starts there
+
+    def reseed_rng(self) -> None:
+        """New random state (Optuna calls this in forked workers)."""
+        self._rng = np.random.default_rng()
+        self._random.reseed_rng()
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, od.BaseDistribution]:
+        """The given space, or the params every trial so far has had; without single-valued ones."""
+        space = self._fixed_space or self._search_space.calculate(study)
+        return {n: d for n, d in space.items() if not d.single()}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        """Params outside the relative space (first trial, conditional params) are random."""
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def cost(self, params: dict) -> float:
+        """A point's cost (1 without a cost function), cached: the trainer's cost builds a config."""
+        if self._cost_fn is None:
+            return 1.0
+        key = tuple(sorted(params.items()))
+        if key not in self._costs:
+            self._costs[key] = max(float(self._cost_fn(params)), 1e-12)
+        return self._costs[key]
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        """The next point: a cheap Sobol point during start-up, then the best cooled EI per token."""
+        if not search_space or len(study.directions) > 1:
+            return {}
+        enc = Encoder(search_space)
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        done = [t for t in trials if t.state == TrialState.COMPLETE and _has(t, enc) and math.isfinite(t.value)]
+        taken = {_key(t.params, enc) for t in trials if t.state != TrialState.PRUNED and _has(t, enc)}
+        taken.discard(_key(trial.params, enc))  # the asking trial itself is RUNNING
+        reference = enc.grid() or [enc.decode(u) for u in self._sobol(len(enc.names), N_SOBOL)]
+        if len(done) < max(self._n_startup, 2):
+            return self._startup(enc, reference, taken)
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else -1.0
+        return self._acquire(enc, reference, done, taken, sign, _spent(trials, self))
+
+    def _sobol(self, d: int, n: int) -> np.ndarray:
+        return qmc.Sobol(d, scramble=True, seed=self._seed).random(n)
+
+    def _startup(self, enc: Encoder, reference: list[dict], taken: set) -> dict:
+        """The first untaken Sobol point (in the seed's order) within the cheap part of the space."""
+        threshold = np.quantile([self.cost(p) for p in reference], self._cheap_quantile)
+        for u in self._sobol(len(enc.names), N_SOBOL):
+            params = enc.decode(u)
+            if self.cost(params) <= threshold and _key(params, enc) not in taken:
+                return params
+        cheap = [p for p in reference if self.cost(p) <= threshold and _key(p, enc) not in taken]
+        return cheap[self._rng.integers(len(cheap))] if cheap else {}
+
+    def _candidates(self, enc: Encoder, reference: list[dict], done: list[FrozenTrial], sign: float) -> list[dict]:
+        """The finite space itself, or fresh Sobol points plus perturbations of the 5 best trials."""
+        if enc.grid() is not None:
+            return reference
+        d = len(enc.names)
+        points = list(qmc.Sobol(d, scramble=True, seed=self._rng).random(N_SOBOL))
+        best = sorted(done, key=lambda t: sign * t.value)[:5]
+        for t in best:
+            centre = enc.encode(t.params)
+            for scale in (0.03, 0.1):
+                points.extend(np.clip(centre + scale * self._rng.standard_normal((N_LOCAL // 10, d)), 0, 1))
+        return [enc.decode(u) for u in points]
+
+    def _acquire(self, enc, reference, done, taken, sign: float, spent: float) -> dict:
+        """The candidate with the highest log EI − α·log(cost / cheapest cost)."""
+        candidates = [p for p in self._candidates(enc, reference, done, sign) if _key(p, enc) not in taken]
+        if not candidates:
+            return {}
+        x = np.array([enc.encode(t.params) for t in done])
+        y = np.array([sign * t.value for t in done])
+        x_new = np.array([enc.encode(p) for p in candidates])
+        log_cost = np.log([self.cost(p) for p in candidates])
+        all_costs = np.log([self.cost(p) for p in reference])
+        lo, span = all_costs.min(), max(all_costs.max() - all_costs.min(), 1e-12)
+        trend_x = (np.log([self.cost(t.params) for t in done]) - lo) / span if self._trend else np.zeros(len(done))
+        trend_new = (log_cost - lo) / span if self._trend else np.zeros(len(candidates))
+        mean, std, self._theta = fit_predict(x, y, trend_x, x_new, trend_new, self._theta)
+        alpha = max(0.0, 1.0 - spent / (self._cooling * math.exp(all_costs.max()))) if self._cooling else 0.0
+        alpha = max(alpha, self._min_alpha)
+        score = log_ei(mean, std, y.min()) - alpha * (log_cost - lo)
+        return candidates[int(np.argmax(score))]
+
+
+def _has(trial: FrozenTrial, enc: Encoder) -> bool:
+    return all(n in trial.params for n in enc.names)
+
+
+def _key(params: dict, enc: Encoder) -> tuple:
+    """A point's identity, rounded so that a decoded point matches the trial it came from."""
+    return tuple(np.round(enc.encode(params), 9)) if all(n in params for n in enc.names) else ()
+
+
+def _spent(trials: list[FrozenTrial], sampler: CostAwareSampler) -> float:
+    """Tokens trained so far: a trial's recorded `tokens`, else its cost if it completed (pruned: 0)."""
+    total = 0.0
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            total += float(t.user_attrs.get("tokens", sampler.cost(t.params)))
+        elif t.state == TrialState.PRUNED:
+            total += float(t.user_attrs.get("tokens", 0.0))
+    return total

@@ -1,0 +1,132 @@
+"""The cost-aware sampler (`search.sampler: costei`, automix/engine/_cost_sampler.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import optuna.distributions as od
+import pytest
+from optuna.trial import TrialState
+
+from automix.config._space import SearchSpace
+from automix.engine._cost_sampler import CostAwareSampler, Encoder, log_ei
+from automix.engine._samplers import make_sampler
+
+SPACE = {
+    "weight_decay": od.FloatDistribution(0.01, 10.0, log=True),
+    "epochs": od.IntDistribution(1, 32, log=True),
+    "mix_ratio": od.FloatDistribution(0.0, 0.75, step=0.05),
+}
+GRID = {"a": od.IntDistribution(0, 3), "b": od.IntDistribution(0, 4), "c": od.CategoricalDistribution(["x", "y"])}
+
+
+def tokens(p: dict) -> float:
+    """T = E·U/(1 − r) with U = 100k."""
+    return p["epochs"] * 1e5 / (1 - p["mix_ratio"])
+
+
+def bowl(p: dict) -> float:
+    """A loss that falls with tokens, with a weight-decay bowl whose best moves with epochs."""
+    return 1 + 2 / math.log(tokens(p)) + 0.05 * math.log10(p["weight_decay"] / (0.1 * p["epochs"] ** 0.7)) ** 2
+
+
+def grid_loss(p: dict) -> float:
+    return (p["a"] - 2) ** 2 + (p["b"] - 3) ** 2 + (p["c"] == "x")
+
+
+def grid_cost(p: dict) -> float:
+    return 1.0 + p["a"] + p["b"]
+
+
+def run(sampler, space, objective, n) -> optuna.Study:
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(n):
+        trial = study.ask(space)
+        study.tell(trial, objective(trial.params))
+    return study
+
+
+def test_encoder_round_trip_keeps_steps_ints_and_choices():
+    enc = Encoder({**SPACE, "c": od.CategoricalDistribution(["x", "y", "z"])})
+    for params in ({"weight_decay": 0.3, "epochs": 8, "mix_ratio": 0.25, "c": "y"},
+                   {"weight_decay": 0.01, "epochs": 32, "mix_ratio": 0.75, "c": "z"}):  # fmt: skip
+        x = enc.encode(params)
+        assert ((0 <= x) & (x <= 1)).all()
+        back = enc.decode(x)
+        assert back["epochs"] == params["epochs"] and back["c"] == params["c"]
+        assert back["weight_decay"] == pytest.approx(params["weight_decay"])
+        assert back["mix_ratio"] == pytest.approx(params["mix_ratio"])
+    assert isinstance(enc.decode(np.full(4, 0.37))["epochs"], int)
+    assert enc.grid() is None  # continuous weight decay: not enumerable
+    assert len(Encoder(GRID).grid()) == 4 * 5 * 2
+
+
+def test_log_ei_is_finite_and_ordered_far_in_the_tail():
+    mean = np.array([0.0, 1.0, 5.0, 50.0, 500.0])
+    values = log_ei(mean, np.ones(5), best=0.0)
+    assert np.isfinite(values).all()
+    assert (np.diff(values) < 0).all()  # a worse predicted mean never has a higher EI
+    assert values[0] == pytest.approx(math.log(1 / math.sqrt(2 * math.pi)))  # EI at z = 0 is φ(0)·σ
+
+
+def test_startup_points_are_cheap_distinct_and_seeded():
+    first = run(CostAwareSampler(SPACE, cost=tokens, seed=3, n_startup_trials=5), SPACE, bowl, 5)
+    again = run(CostAwareSampler(SPACE, cost=tokens, seed=3, n_startup_trials=5), SPACE, bowl, 5)
+    params = [t.params for t in first.trials]
+    assert params == [t.params for t in again.trials]
+    costs = sorted(tokens(p) for p in params)
+    # The cheapest quarter of the space: E·U/(1 − r) well below the largest trial's 12.8M tokens.
+    assert costs[-1] < 0.05 * tokens({"epochs": 32, "mix_ratio": 0.75})
+    assert len({tuple(sorted(p.items())) for p in params}) == 5
+
+
+def test_finds_the_optimum_of_a_finite_grid_without_repeating_a_trained_point():
+    study = run(make_sampler("costei", SearchSpace(GRID), 0, cost=grid_cost), GRID, grid_loss, 20)
+    keys = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(keys)) == len(keys)  # never a trained point again: the trainer is deterministic
+    assert study.best_value == 0
+
+
+def test_learns_from_complete_trials_only_and_keeps_pruned_ones_pruned():
+    sampler = CostAwareSampler(GRID, cost=grid_cost, seed=1, n_startup_trials=2)
+    study = optuna.create_study(sampler=sampler)
+    for i in range(6):
+        trial = study.ask(GRID)
+        if i % 2:
+            trial.report(1e6, step=1)  # a pessimistic early estimate the model must not learn from
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, grid_loss(trial.params))
+    assert [t.state for t in study.trials].count(TrialState.PRUNED) == 3
+    assert study.ask(GRID).params  # still suggests, from the three complete trials
+
+
+def test_without_a_cost_it_is_plain_expected_improvement():
+    study = run(make_sampler("costei", SearchSpace(GRID), 0), GRID, grid_loss, 15)
+    assert study.best_value <= 1
+
+
+def test_reaches_the_most_expensive_point_for_a_fraction_of_the_sweep():
+    """The best point is the costliest (epochs index 3: 8× index 0's tokens), as on the real grid."""
+    space = {"epochs": od.IntDistribution(0, 3), "wd": od.IntDistribution(0, 6)}
+
+    def loss(p: dict) -> float:
+        return 2.0 - 0.2 * p["epochs"] + 0.05 * (p["wd"] - 4) ** 2
+
+    def cost(p: dict) -> float:
+        return 2.0 ** p["epochs"]
+
+    sweep = sum(cost({"epochs": e}) for e in range(4)) * 7
+    for seed in range(3):
+        study = optuna.create_study(sampler=CostAwareSampler(space, cost=cost, seed=seed, n_startup_trials=3))
+        spent = 0.0
+        for _ in range(28):
+            trial = study.ask(space)
+            study.tell(trial, loss(trial.params))
+            spent += cost(trial.params)
+            if trial.params == {"epochs": 3, "wd": 4}:
+                break
+        assert trial.params == {"epochs": 3, "wd": 4}
+        assert spent < 0.5 * sweep
