@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import os
-import subprocess
+import signal
 import sys
 from pathlib import Path
 
@@ -70,31 +70,29 @@ def _is_server(uri: str) -> bool:
 
 def _ui(args: argparse.Namespace) -> int:
     from automix.tracking._store import check_tracking_uri
+    from automix.tracking._ui import experiment_page, serve
 
+    experiment = None
     if args.tracking_uri:
         uri = args.tracking_uri
     elif args.config:
-        uri = _workspace(args)[1].tracking_uri
+        ws = _workspace(args)[1]
+        uri, experiment = ws.tracking_uri, ws.experiment
     else:
         uri = f"sqlite:///{Path(args.work_dir).resolve() / 'mlflow.db'}"
     if _is_server(uri):  # a tracking server serves its own UI: nothing to start
         check_tracking_uri(uri)
-        print(f"MLflow UI: open {uri} (served by the tracking server)")
+        print(f"MLflow UI: open {experiment_page(uri, experiment, uri)} (served by the tracking server)")
         return 0
-    print(f"MLflow UI on http://127.0.0.1:{args.port} for {uri}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-    ]
-    return subprocess.call(cmd)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"no MLflow store at {uri}: run `automix search` first (or pass --work-dir)")
+    server = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI starting on {server} for {uri} (Ctrl-C stops it)", flush=True)
+    # One worker: the UI of one user's study; MLflow's default four take a minute to start on 2 cores.
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
+    code = serve(cmd, server, lambda: experiment_page(uri, experiment, server), lambda m: print(m, flush=True))
+    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT) else code
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -305,9 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Messages raised in Python name keyword arguments; on the command line they are flags.
+_FLAGS = {"resume=True": "--resume", "join=True": "--join"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `search --verbose`: Ray's and MLflow's own output on the console too (it always goes to
+    # WORK/automix.log); read here so that it works with or without a parser entry for it.
+    verbose = argv[:1] == ["search"] and "--verbose" in argv
+    argv = [a for a in argv if not (verbose and a == "--verbose")]
     # Overrides may follow flags (`search cfg.yaml --resume a.b=1`): argparse leaves those unparsed.
     args, extra = parser.parse_known_args(argv)
     stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
@@ -316,11 +323,25 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=os.environ.get("AUTOMIX_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    before = os.environ.get("AUTOMIX_VERBOSE")
+    if verbose or getattr(args, "verbose", False):
+        os.environ["AUTOMIX_VERBOSE"] = "1"
     try:
         return args.func(args)
     except (ConfigError, CorpusError) as e:
-        print(f"automix: error: {e}", file=sys.stderr)
+        message = str(e)
+        for python, flag in _FLAGS.items():
+            message = message.replace(python, flag)
+        print(f"automix: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during a search: its cleanup has run
+        print("automix: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        if before is None:
+            os.environ.pop("AUTOMIX_VERBOSE", None)
+        else:
+            os.environ["AUTOMIX_VERBOSE"] = before
 
 
 if __name__ == "__main__":

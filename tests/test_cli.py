@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from automix.cli import main
-from automix.config._study import default_cache_dir, load_config
+from automix.config._study import ConfigError, default_cache_dir, load_config
 
 
 def _fails(capsys, args, *needles) -> str:
@@ -66,3 +67,27 @@ def test_impossible_train_token_cap(study_yaml, capsys, tmp_path):
     # The smallest trial of paper.yaml is E = 1, r = 0: T = 2000 tokens, above a cap of 1000.
     _fails(capsys, ["search", str(study_yaml()), "search.max_train_tokens=1000"], "max_train_tokens", "2,000")
     assert not (tmp_path / "work").exists()
+
+
+def test_a_key_outside_its_section_gets_a_hint_and_its_source(study_yaml, capsys):
+    err = _fails(capsys, ["search", str(study_yaml()), "n_trials=3"], "unknown key 'n_trials'", "'search.n_trials'")
+    assert "command line" in err
+    err = _fails(capsys, ["search", str(study_yaml(search={"n_trails": 3}))], "'search.n_trials'")
+    assert "study.yaml" in err and "command line" not in err
+
+
+def test_search_takes_verbose_and_leaves_the_environment_as_it_was(study_yaml, capsys, monkeypatch):
+    monkeypatch.delenv("AUTOMIX_VERBOSE", raising=False)
+    # Parsed as a flag (not an unknown argument): the run gets as far as the bad override.
+    _fails(capsys, ["search", str(study_yaml()), "--verbose", "n_trials=3"], "'search.n_trials'")
+    assert "AUTOMIX_VERBOSE" not in os.environ
+
+
+def test_python_wording_becomes_flags_on_the_command_line(study_yaml, capsys, monkeypatch):
+    import automix.cli as cli
+
+    def refuse(args):
+        raise ConfigError("the search stopped; fix the objective, then run again with resume=True")
+
+    monkeypatch.setattr(cli, "_report", refuse)
+    _fails(capsys, ["report", str(study_yaml())], "run again with --resume")

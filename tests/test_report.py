@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.image
 import pytest
@@ -137,3 +138,74 @@ def test_report_without_a_study_is_a_usage_error(tmp_path, tiny, capsys):
 
 def test_pareto_mask():
     assert pareto_mask([1.0, 1.1, 1.2, 1.05], [0.3, 0.5, 0.4, 0.2]).tolist() == [True, True, False, False]
+
+
+def _study_data(tmp_path, rows: list[tuple[int, str, float | None, float]], params=("weight_decay", "mix_ratio")):
+    """StudyData over an in-memory study: (number, state, value, weight_decay) per trial."""
+    import optuna
+    import pandas as pd
+
+    from automix.analysis._readback import StudyData
+    from automix.config._study import SearchConfig
+
+    study = optuna.create_study()
+    dists = {p: optuna.distributions.FloatDistribution(0.001, 10.0) for p in params}
+    frame = []
+    for number, state, value, wd in rows:
+        point = {p: wd if p == "weight_decay" else 0.1 + 0.01 * number for p in params}
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state],
+            value=value if state == "COMPLETE" else None,
+            params=point,
+            distributions=dists,
+            intermediate_values={1000: value} if value is not None else {},
+        )
+        study.add_trial(trial)
+        frame.append({"number": number, "state": state, "value": value, "tokens": 1000.0, **point})
+    config = SimpleNamespace(search=SearchConfig(), study="s")  # target_val_loss, min
+    workspace = SimpleNamespace(work_dir=tmp_path)
+    return StudyData(config, workspace, study, pd.DataFrame(frame), list(params), tracker=None)
+
+
+def test_summary_lists_every_trial_sorted_with_its_state(tmp_path):
+    from automix.analysis._report import Section, _summary
+
+    data = _study_data(
+        tmp_path,
+        [(0, "PRUNED", 2.9, 1.0), (1, "COMPLETE", 2.5, 0.1), (2, "FAIL", None, 3.0), (3, "COMPLETE", 2.2, 0.3)],
+    )
+    section = Section("Summary")
+    _summary(data, section)
+    table = [block for block in section.md if block.startswith("| trial | state")][-1]
+    body = [line.split(" | ")[:3] for line in table.splitlines()[2:]]
+    assert [(r[0].strip("| "), r[1], r[2]) for r in body] == [
+        ("3", "COMPLETE", "2.2"),
+        ("1", "COMPLETE", "2.5"),
+        ("0", "PRUNED", "2.9"),  # a pruned trial's value: its last evaluation
+        ("2", "FAIL", ""),
+    ]
+
+
+def test_history_plots_pruned_trials_too(tmp_path):
+    from automix.analysis._report import Report, Section, _history
+
+    data = _study_data(tmp_path, [(0, "COMPLETE", 2.5, 0.1), (1, "PRUNED", 2.9, 1.0), (2, "PRUNED", 3.1, 2.0)])
+    report, section = Report(tmp_path), Section("Optimisation history")
+    _history(data, report, section)
+    assert "1 complete and 2 pruned trials" in " ".join(section.md)
+    page = "".join(section.html)
+    assert '"name":"pruned","x":[1,2]' in page  # both pruned trials are in the figure
+    assert (tmp_path / "history.png").stat().st_size > 5000
+
+
+def test_importance_says_when_there_are_too_few_trials(tmp_path):
+    from automix.analysis._report import Report, Section, _importance
+
+    rows = [(n, "COMPLETE", 2.0 + 0.1 * n, 0.01 * (n + 1)) for n in range(4)]
+    section = Section("Lever importance")
+    _importance(_study_data(tmp_path, rows), Report(tmp_path), section)
+    assert "Too few trials for this ranking to mean much: 4 completed trials for 2 varied params" in section.md[1]
+    many = [(n, "COMPLETE", 2.0 + 0.1 * n, 0.01 * (n + 1)) for n in range(12)]
+    section = Section("Lever importance")
+    _importance(_study_data(tmp_path, many), Report(tmp_path), section)
+    assert not any("Too few" in block for block in section.md)

@@ -44,8 +44,13 @@ def test_search_lands_in_optuna_mlflow_and_best_json(tiny_study):
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     exp = client.get_experiment_by_name("e2e")
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    # Trials are runs of their own (a row each in MLflow's UI) that name their search's run.
+    parents = [r for r in runs if r.data.tags.get("automix.role") == "search"]
+    children = [r for r in runs if r.data.tags.get("automix.search_run_id") == parents[0].info.run_id]
+    assert not any("mlflow.parentRunId" in r.data.tags for r in runs)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(exp.tags["mlflow.sharedViewState.automix-trials"])
+    assert "params.`weight_decay`" in view["selectedColumns"] and "metrics.`target_val_loss`" in view["selectedColumns"]
     assert len(parents) == 1 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automix.config._study import ConfigError, StudyConfig
 from automix.study._results import best_trials
 from automix.study._workspace import Workspace
-from automix.tracking._store import Tracker
+from automix.tracking._store import Tracker, is_trial
 
 
 @dataclass
@@ -58,7 +58,7 @@ class StudyData:
     def parent_run_id(self) -> str | None:
         """The MLflow parent run of the latest search invocation (where report artifacts go)."""
         runs = self.tracker.client.search_runs([self.tracker.experiment_id], order_by=["attributes.start_time DESC"])
-        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        parents = [r for r in runs if not is_trial(r.data.tags)]
         return parents[0].info.run_id if parents else None
 
 

@@ -31,6 +31,7 @@ import optuna  # noqa: E402
 import optuna.visualization as ov  # noqa: E402
 import optuna.visualization.matplotlib as om  # noqa: E402
 import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator  # noqa: E402
 from plotly.offline import get_plotlyjs  # noqa: E402
 
@@ -131,6 +132,10 @@ def _target(data: StudyData) -> dict:
     return {"target": lambda t: t.values[0], "target_name": data.metric}
 
 
+STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+MIN_TRIALS_PER_PARAM = 5  # below this many completed trials per varied param, importances are noise
+
+
 def _summary(data: StudyData, section: Section) -> None:
     trials = data.trials
     states = trials["state"].value_counts().to_dict()
@@ -138,11 +143,75 @@ def _summary(data: StudyData, section: Section) -> None:
     row = data.best_row()
     if row is None:
         section.text("No completed trial yet.")
+    else:
+        keys = ("value", "target_val_loss", "aux_val_loss", "target_acc", "target_acc_chance", "aux_acc")
+        best = {"trial": int(row.name), **{p: row.get(p) for p in data.param_names}}
+        best.update({k: row.get(k) for k in keys if k in row and pd.notna(row.get(k))})
+        section.text("Best trial:")
+        section.table([{k: _cell(v) for k, v in best.items()}])
+    section.text(
+        f"Every trial, best {data.metric} first within each state (complete, then pruned: its value is "
+        "its last evaluation, then failed); a rejected suggestion was never trained."
+    )
+    section.table(_all_trials(data))
+
+
+def _all_trials(data: StudyData) -> list[dict]:
+    """A row per trial: number, state, value, params, tokens; sorted by state, then value."""
+    frame = data.trials.copy()
+    ascending = data.study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    frame["_state"] = frame["state"].map(STATE_ORDER).fillna(9)
+    frame["_value"] = frame["value"] if ascending else -frame["value"]
+    frame = frame.sort_values(["_state", "_value", "number"], na_position="last")
+    extras = [c for c in ("tokens",) if c in frame]
+    rows = []
+    for _, r in frame.iterrows():
+        row = {"trial": int(r["number"]), "state": r["state"], "value": _cell(r["value"])}
+        row.update({p: _cell(r.get(p)) for p in data.param_names})
+        row.update({k: _cell(r.get(k)) for k in extras})
+        rows.append(row)
+    return rows
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _history(data: StudyData, report: Report, section: Section) -> None:
+    """The metric of every trained trial by trial number, pruned ones too (their last evaluation:
+    Optuna's own history plot shows complete trials only), with the best-so-far line."""
+    frame = data.trials[data.trials["state"].isin(["COMPLETE", "PRUNED"]) & data.trials["value"].notna()]
+    if frame.empty:
+        section.text("No trained trial yet.")
         return
-    keys = ("value", "target_val_loss", "aux_val_loss", "target_acc", "target_acc_chance", "aux_acc")
-    best = {"trial": int(row.name), **{p: row.get(p) for p in data.param_names}}
-    best.update({k: row.get(k) for k in keys if k in row and pd.notna(row.get(k))})
-    section.table([{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in best.items()}])
+    frame = frame.sort_values("number")
+    complete = frame[frame["state"] == "COMPLETE"]
+    pruned = frame[frame["state"] == "PRUNED"]
+    minimize = data.study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    best = complete.set_index("number")["value"]
+    best = (best.cummin() if minimize else best.cummax()).reindex(frame["number"]).ffill()
+    section.text(
+        f"{len(complete)} complete and {len(pruned)} pruned trials (pruned: the value at their last evaluation)."
+    )
+    fig = go.Figure()
+    for part, name, marker in (
+        (complete, "complete", {"color": "#1f77b4"}),
+        (pruned, "pruned", {"color": "#999", "symbol": "x"}),
+    ):
+        fig.add_scatter(x=part["number"].tolist(), y=part["value"].tolist(), mode="markers", name=name, marker=marker)
+    fig.add_scatter(x=best.index.tolist(), y=best.tolist(), mode="lines", name="best so far", line={"color": "#c44e52"})
+    fig.update_layout(xaxis_title="trial", yaxis_title=data.metric, height=420)
+    section.html.append(fig.to_html(full_html=False, include_plotlyjs=False))
+    plot, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(complete["number"], complete["value"], color="#1f77b4", label="complete")
+    ax.scatter(pruned["number"], pruned["value"], color="#999", marker="x", label="pruned (last evaluation)")
+    ax.plot(best.index, best.values, color="#c44e52", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(data.metric)
+    ax.legend(fontsize=8)
+    report.png(section, plot, "history", embed=False)
 
 
 def _importance(data: StudyData, report: Report, section: Section) -> None:
@@ -168,6 +237,12 @@ def _importance(data: StudyData, report: Report, section: Section) -> None:
     frame = pd.DataFrame(found).reindex(params).fillna(0.0)
     frame = frame.sort_values(frame.columns[0], ascending=False)
     section.text(f"Share of the variance of {data.metric} each param explains, over {len(complete)} completed trials.")
+    enough = MIN_TRIALS_PER_PARAM * len(params)
+    if len(complete) < enough:
+        section.text(
+            f"Too few trials for this ranking to mean much: {len(complete)} completed trials for "
+            f"{len(params)} varied params (about {enough} are needed); read it as a hint, not a result."
+        )
     section.table([{"param": p, **{k: f"{v:.3f}" for k, v in r.items()}} for p, r in frame.iterrows()])
     ax = frame.plot.barh(figsize=(7, 0.5 + 0.5 * len(params)), title=f"lever importance for {data.metric}")
     ax.invert_yaxis()
@@ -272,15 +347,14 @@ def build_report(config: StudyConfig, out_dir: Path | None = None, log_to_mlflow
         return report.sections[-1]
 
     _summary(data, add("Summary"))
-    for title, name, plotly_fn, mpl_fn in (
-        ("Optimisation history", "history", ov.plot_optimization_history, om.plot_optimization_history),
-        ("Parallel coordinates", "parallel", ov.plot_parallel_coordinate, om.plot_parallel_coordinate),
-    ):
-        section = add(title)
-        if has_complete:
-            report.optuna_plot(section, name, plotly_fn, mpl_fn, data.study, **target)
-        else:
-            section.text("No completed trial yet.")
+    _history(data, report, add("Optimisation history"))
+    section = add("Parallel coordinates")
+    if has_complete:
+        report.optuna_plot(
+            section, "parallel", ov.plot_parallel_coordinate, om.plot_parallel_coordinate, data.study, **target
+        )
+    else:
+        section.text("No completed trial yet.")
     section = add("Contour: mix_ratio × weight_decay")
     if all(p in data.completed and data.completed[p].nunique() > 1 for p in CONTOUR_PARAMS):
         report.optuna_plot(

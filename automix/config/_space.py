@@ -24,7 +24,7 @@ import optuna.distributions as od
 import yaml
 from pydantic import ValidationError
 
-from automix.config._study import ConfigError, format_validation_error
+from automix.config._study import ConfigError, config_keys, did_you_mean, format_validation_error
 from trainer.config import TrainConfig
 
 ALIASES = {
@@ -58,18 +58,34 @@ class SearchSpace:
         return TrainConfig.model_validate(tree)
 
 
-def _distribution(name: str, spec: dict) -> od.BaseDistribution:
+SPEC_KEYS = {
+    "float": ("type", "low", "high", "log", "step", "grid"),
+    "int": ("type", "low", "high", "log", "step", "grid"),
+    "categorical": ("type", "choices", "grid"),
+}
+
+
+def _distribution(name: str, spec: dict, source: str) -> od.BaseDistribution:
     kind = spec.get("type", "float")
+    if kind not in SPEC_KEYS:
+        raise ConfigError(f"search space {source}: param '{name}': type '{kind}' is not float, int or categorical")
+    unknown = [k for k in spec if k not in SPEC_KEYS[kind]]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), list(SPEC_KEYS[kind]))
+        raise ConfigError(
+            f"search space {source}: param '{name}': unknown key '{unknown[0]}'{hint}; "
+            f"{'an' if kind == 'int' else 'a'} {kind} param takes {', '.join(SPEC_KEYS[kind])}"
+        )
     try:
         if kind == "float":
             return od.FloatDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
         if kind == "int":
             return od.IntDistribution(spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
-        if kind == "categorical":
-            return od.CategoricalDistribution(spec["choices"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise ConfigError(f"search space param '{name}': {e} (spec {spec})") from None
-    raise ConfigError(f"search space param '{name}': type '{kind}' is not float, int or categorical")
+        return od.CategoricalDistribution(spec["choices"])
+    except KeyError as e:
+        raise ConfigError(f"search space {source}: param '{name}': missing key {e} (spec {spec})") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"search space {source}: param '{name}': {e} (spec {spec})") from None
 
 
 def resolve_space_path(path: str | Path) -> Path:
@@ -93,26 +109,73 @@ def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace
         spec = dict(spec)
         if "grid" in spec:
             grid[name] = list(spec.pop("grid"))
-        distributions[name] = _distribution(name, spec)
+        distributions[name] = _distribution(name, spec, source)
         bad = [v for v in grid.get(name, []) if not _in_range(distributions[name], v)]
         if bad:
-            raise ConfigError(f"search space param '{name}': grid values {bad} lie outside its range")
+            raise ConfigError(f"search space {source}: param '{name}': grid values {bad} lie outside its range")
     return SearchSpace(distributions, fixed, source, grid)
 
 
 def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
-    """Parse a space YAML; with `base`, check that every name maps onto a trainer field."""
+    """Parse a space YAML strictly: `params` is its only key, every spec key is known; with `base`,
+    every name maps onto a trainer field and every bound, choice and grid value is one the trainer
+    accepts. Any problem is a one-line ConfigError naming the file."""
     source = resolve_space_path(path)
-    space = parse_space((yaml.safe_load(source.read_text()) or {}).get("params"), str(source))
+    try:
+        raw = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"search space {source} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"search space {source} must be a mapping with a 'params' key")
+    for key in raw:
+        if key != "params":
+            # A param written at the top level (or a misspelt `params`) would otherwise be ignored.
+            where = " (params are listed under 'params:')" if key in ALIASES or "." in str(key) else ""
+            hint = did_you_mean(str(key), ["params"]) or where
+            raise ConfigError(f"search space {source}: unknown top-level key '{key}'{hint}: only 'params' is read")
+    space = parse_space(raw.get("params"), str(source))
     if base is not None:
-        probe = {n: _any_value(d) for n, d in space.distributions.items()}
+        _check_domain(space, base, source)
+    return space
+
+
+def _check_domain(space: SearchSpace, base: TrainConfig, source: Path) -> None:
+    """Every name is a trainer field, and every value the space can suggest passes the trainer's checks."""
+    known = [*ALIASES, *config_keys(TrainConfig)]
+    for name in [*space.distributions, *space.fixed]:
+        if name not in ALIASES and name not in known:
+            raise ConfigError(
+                f"search space {source}: param '{name}' is not a trainer config field{did_you_mean(name, known)}"
+            )
+    low = {n: _any_value(d) for n, d in space.distributions.items()}
+    probes = [("", low)]
+    for name, d in space.distributions.items():
+        categorical = isinstance(d, od.CategoricalDistribution)
+        values = [("choice", v) for v in d.choices] if categorical else [("low", d.low), ("high", d.high)]
+        values += [("grid value", v) for v in space.grid.get(name, [])]
+        probes += [(f"{name} {label}={v!r}", {**low, name: v}) for label, v in values]
+    for what, probe in probes:
         try:
             space.apply(probe, base)
         except (KeyError, TypeError) as e:
             raise ConfigError(f"search space {source}: param {e} is not a trainer config field") from None
         except ValidationError as e:
-            raise ConfigError(f"search space {source}: {format_validation_error(e)}") from None
-    return space
+            what = what or _named(e, space, low)
+            where = f"{what} is outside what the trainer accepts: " if what else ""
+            raise ConfigError(f"search space {source}: {where}{format_validation_error(e)}") from None
+
+
+def _named(err: ValidationError, space: SearchSpace, values: dict[str, Any]) -> str:
+    """`name low=value` for the searched param whose trainer field the error is about, else ''."""
+    first = err.errors()[0]
+    loc, msg = ".".join(str(p) for p in first["loc"]), first["msg"]
+    for name, value in values.items():
+        field = ALIASES.get(name, name)
+        # The field's own check, or its section's check that names it (budget: "budget.epochs ...").
+        if field == loc or (field.startswith(f"{loc}.") and field in msg):
+            label = "choice" if isinstance(space.distributions[name], od.CategoricalDistribution) else "low"
+            return f"{name} {label}={value!r}"
+    return ""
 
 
 SpaceLike = SearchSpace | str | Path | dict[str, Any]

@@ -7,6 +7,7 @@ from) plus how to search (`search`) and where to track (`tracking`). Every failu
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
-SAMPLERS = ("tpe", "gp", "botorch", "random", "qmc", "grid", "cmaes")
+SAMPLERS = ("tpe", "gp", "costei", "costgp", "botorch", "random", "qmc", "grid", "cmaes")
 
 
 class ConfigError(ValueError):
@@ -136,19 +137,57 @@ def _resolve_paths(raw: dict) -> None:
         raw["work_dir"] = str(Path(raw["work_dir"]).expanduser().resolve())
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """One line from pydantic's report: the first problem, with the key that has it."""
+def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line from pydantic's report: the first problem, with the key that has it.
+
+    With `model` (the validated class), an unknown key gets the closest known keys as a hint,
+    searched in its own section and in every other one (`n_trials` → `search.n_trials`).
+    """
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
-        return f"unknown key '{where}': remove it or check its spelling"
+        hint = did_you_mean(where, model) if model is not None else ""
+        return f"unknown key '{where}'{hint}: remove it or check its spelling"
     if first["type"] == "missing":
         return f"missing key '{where}': add it to the config"
-    return f"'{where}': {first['msg']} (got {first.get('input')!r})"
+    got = first.get("input")
+    # A section's own check (a model validator) gets the whole section as input: not worth printing.
+    return f"'{where}': {first['msg']}" + ("" if isinstance(got, dict | list) else f" (got {got!r})")
+
+
+def config_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key a config model accepts (`search.n_trials`, `optim.learning_rate`, ...)."""
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(f"{prefix}{name}")
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += config_keys(sub, f"{prefix}{name}.")
+    return keys
+
+
+def did_you_mean(key: str, model: type[BaseModel] | list[str]) -> str:
+    """` (did you mean 'x' or 'y'?)` for the known keys closest to `key`, or '' when none is close."""
+    known = model if isinstance(model, list) else config_keys(model)
+    section, _, leaf = key.rpartition(".")
+    # The same name in another section first (a key put in the wrong place), then the closest
+    # spelling in its own section, then the closest spelling anywhere.
+    close = [k for k in known if k.rpartition(".")[2] == leaf and k != key]
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == section}
+    close += [siblings[m] for m in difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.7)]
+    if not close:
+        leaves = {k.rpartition(".")[2]: k for k in known}
+        close = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.75)]
+    close = list(dict.fromkeys(close))[:2]
+    return f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else ""
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
-    """Read a YAML study config, apply `a.b=value` overrides (values parsed as YAML), validate."""
+    """Read a YAML study config, apply `a.b=value` overrides (values parsed as YAML), validate.
+
+    A problem is a one-line `ConfigError` that says whether the key came from the file or from an
+    override, and suggests the closest known key for an unknown one.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass the path of a YAML study config")
@@ -158,11 +197,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config sections")
+    given: dict[str, str] = {}  # dotted key -> the override that set it
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not key=value (e.g. search.n_trials=4)")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        given[key.strip()] = item
     raw.setdefault("data", {}).setdefault("cache_dir", None)
     if raw["data"]["cache_dir"] is None:
         raw["data"]["cache_dir"] = str(default_cache_dir())
@@ -170,4 +211,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {format_validation_error(e)}") from None
+        raise ConfigError(_where(e, path, given) + format_validation_error(e, StudyConfig)) from None
+
+
+def _where(err: ValidationError, path: Path, given: dict[str, str]) -> str:
+    """`override X=Y: ` when the failing key came from the command line, else `FILE: `."""
+    loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+    for key, item in given.items():
+        if loc == key or loc.startswith(f"{key}.") or key.startswith(f"{loc}."):
+            return f"override {item} (command line): "
+    return f"{path}: "

@@ -1,76 +1,443 @@
-"""Console progress: a line per finished trial, then a table of trials and the best params."""
+"""Console progress of a search: a live view while trials run, a line per finished trial, a summary.
+
+On a terminal, a live view (rich) shows each running trial (number, params, tokens done / planned,
+last loss, elapsed) and the search (finished / planned, best so far, estimated time left); it is
+redrawn every second, so the console never goes quiet for long. Without a terminal (CI logs, a
+pipe), each event is one plain line, and a status line comes every `HEARTBEAT_S` seconds.
+
+One naming and number format everywhere (lines, live view, summary table): params by their short
+names (`SHORT`: wd, lr, E, r), token counts as `fmt_tokens` (412k, 1.2M), durations as
+`fmt_duration`; no line is wider than `WIDTH` columns.
+
+`quiet_output` keeps Ray's and MLflow's own output (banners, warnings, worker tracebacks) off the
+console: it goes to WORK/automix.log, unless `AUTOMIX_VERBOSE=1` (`automix search --verbose`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 from ray.tune import Callback
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from automix.protocol import TRIAL_KEY, final_state, user_params
+from automix.engine._callbacks import traceback_path
+from automix.protocol import PROGRESS, TOKENS, TRIAL_KEY, error_reason, final_state, user_params
 
-# Piped output (CI logs, tee) gets a wide console instead of rich's 80-column default.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+WIDTH = 100
+HEARTBEAT_S = 30.0  # without a terminal: a status line this often
+REFRESH_S = 1.0  # on a terminal: how often the live view is redrawn
+VERBOSE_ENV = "AUTOMIX_VERBOSE"
+LOG_NAME = "automix.log"  # in the work directory: Ray's and MLflow's own output
 SHORT = {
     "weight_decay": "wd",
     "learning_rate": "lr",
     "mix_ratio": "r",
     "epochs": "E",
-    "wall_time_s": "wall_s",
+    "unique_tokens": "U",
+    "wall_time_s": "wall",
 }
+LEGEND = "wd=weight_decay lr=learning_rate E=epochs r=mix_ratio"
 
 
-def _fmt(v) -> str:
+def _console(file: IO[str] | None = None) -> Console:
+    """A console at most `WIDTH` columns wide (rich's 80 columns when piped would wrap tables)."""
+    probe = Console(file=file, stderr=file is None)
+    return Console(file=file, stderr=file is None, width=min(probe.width if probe.is_terminal else WIDTH, WIDTH))
+
+
+console = _console()
+
+
+def short(name: str) -> str:
+    """A param's or column's console name: `SHORT`, else the last part of a dotted name."""
+    return SHORT.get(name, name.rsplit(".", 1)[-1])
+
+
+def fmt_value(v: Any) -> str:
+    """Floats to 4 significant digits, everything else as is."""
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
-    return str(v)
+    return "" if v is None else str(v)
+
+
+def fmt_tokens(n: float | None) -> str:
+    """950, 412k, 1.2M, 3.1B: the one way token counts are written (3 significant digits)."""
+    if n is None or isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+        return "?"
+    if abs(n) < 999.5:
+        return f"{n:.0f}"
+    for unit, size in (("k", 1e3), ("M", 1e6), ("B", 1e9)):
+        v = n / size
+        if abs(v) < 999.5 or unit == "B":
+            return f"{v:.3g}{unit}" if abs(v) < 100 else f"{v:.0f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """42s, 3m05s, 1h02m."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    """`wd=0.1 lr=0.003 E=8 r=0.25`: short names, `fmt_value` numbers."""
+    return " ".join(f"{short(k)}={fmt_value(v)}" for k, v in params.items())
+
+
+def fit(line: str, width: int = WIDTH) -> str:
+    """Cut a line to `width` columns (an ellipsis marks the cut)."""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@dataclass
+class _Running:
+    number: int
+    params: dict[str, Any]
+    started: float
+    planned: float | None = None
+    tokens: float | None = None
+    loss: float | None = None
+    progress: float | None = None
+
+    def left_s(self, now: float, typical_s: float | None) -> float | None:
+        """Seconds this trial still needs: from its own progress, else the typical trial's length."""
+        if self.progress:
+            return (now - self.started) * (1 - self.progress) / self.progress
+        return None if typical_s is None else max(0.0, typical_s - (now - self.started))
+
+
+@dataclass
+class SearchProgress:
+    """What the console shows, kept apart from how (testable without Ray or a terminal)."""
+
+    metric: str
+    total: int
+    concurrency: int = 1
+    planned: Callable[[dict], float] | None = None
+    clock: Callable[[], float] = time.monotonic
+    running: dict[str, _Running] = field(default_factory=dict)
+    done: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+    best: tuple[float, int] | None = None
+    started: float = 0.0
+
+    def __post_init__(self):
+        self.started = self.clock()
+
+    def start(self, trial_id: str, number: int, params: dict[str, Any]) -> None:
+        """A trial started: note it, with its planned tokens when they can be known."""
+        planned = None
+        if self.planned is not None:
+            with contextlib.suppress(Exception):  # an estimate only: never fail the search for it
+                planned = float(self.planned(params))
+        self.running[trial_id] = _Running(number, params, self.clock(), planned)
+
+    def result(self, trial_id: str, result: dict) -> None:
+        """A trial reported: its tokens, metric and progress so far."""
+        trial = self.running.get(trial_id)
+        if trial is None:
+            return
+        trial.tokens = result.get(TOKENS, trial.tokens)
+        trial.loss = result.get(self.metric, trial.loss)
+        if result.get(PROGRESS):
+            trial.progress = float(result[PROGRESS])
+            if trial.tokens:
+                trial.planned = trial.tokens / trial.progress  # the trainer's own plan beats an estimate
+
+    def end(self, trial_id: str, state: str, value: float | None, minimize: bool = True) -> _Running | None:
+        """A trial ended in `state`; a COMPLETE one may be the new best. Returns what was running."""
+        trial = self.running.pop(trial_id, None)
+        self.done += 1
+        self.states[state] = self.states.get(state, 0) + 1
+        if trial is not None:
+            self.durations.append(self.clock() - trial.started)
+        if state == "COMPLETE" and isinstance(value, int | float) and math.isfinite(value) and trial is not None:
+            if self.best is None or (value < self.best[0] if minimize else value > self.best[0]):
+                self.best = (float(value), trial.number)
+        return trial
+
+    def eta_s(self) -> float | None:
+        """Seconds left: the running trials' remaining time plus the waiting ones at a typical length,
+        shared over `concurrency` slots; None until a trial has finished or reported progress."""
+        now = self.clock()
+        trials = list(self.running.values())  # a snapshot: the live view reads from its own thread
+        typical = sum(self.durations) / len(self.durations) if self.durations else None
+        if typical is None:
+            guesses = [(now - t.started) / t.progress for t in trials if t.progress]
+            typical = sum(guesses) / len(guesses) if guesses else None
+        if typical is None:
+            return None
+        running = [t.left_s(now, typical) or 0.0 for t in trials]
+        waiting = max(0, self.total - self.done - len(trials))
+        return (sum(running) + waiting * typical) / max(1, self.concurrency)
+
+    def status(self) -> str:
+        """`search 3/12 done, 2 running, best target_val_loss=2.31 (trial 1), ~4m10s left, 1m02s in`."""
+        parts = [f"search {self.done}/{self.total} done", f"{len(self.running)} running"]
+        if self.best is not None:
+            parts.append(f"best {self.metric}={fmt_value(self.best[0])} (trial {self.best[1]})")
+        eta = self.eta_s()
+        parts.append(f"~{fmt_duration(eta)} left" if eta is not None else "time left: estimating")
+        parts.append(f"{fmt_duration(self.clock() - self.started)} in")
+        return fit(", ".join(parts))
+
+    def trial_line(self, trial: _Running) -> str:
+        """`trial 4  412k/1.02M tokens  loss=2.412  1m05s  wd=0.1 lr=0.003 E=8 r=0.25`."""
+        tokens = f"{fmt_tokens(trial.tokens) if trial.tokens is not None else '0'}/{fmt_tokens(trial.planned)}"
+        loss = f"{self.metric}={fmt_value(trial.loss)}" if trial.loss is not None else "no eval yet"
+        elapsed = fmt_duration(self.clock() - trial.started)
+        return fit(f"trial {trial.number:<3d} {tokens} tokens  {loss}  {elapsed}  {fmt_params(trial.params)}")
+
+    def view(self) -> Group:
+        """The live view: the search's status line, then a line per running trial."""
+        lines = [Text(self.status(), style="bold")]
+        trials = sorted(list(self.running.values()), key=_number)  # a snapshot, as in eta_s
+        lines += [Text(fit("  " + self.trial_line(t))) for t in trials]
+        return Group(*lines)
+
+
+def planned_tokens(objective: Any, cost: Callable[[dict], float] | None = None) -> Callable[[dict], float] | None:
+    """A trial's planned training tokens from its params: the plan's cost, else the built-in trainer
+    objective's budget (T = E·U/(1-r)); None for a custom objective without a cost."""
+    if cost is not None:
+        return cost
+    space, base = getattr(objective, "space", None), getattr(objective, "base", None)
+    if space is None or base is None:
+        return None
+    return lambda params: space.apply(params, base).budget.total_tokens
+
+
+def _number(trial: _Running) -> int:
+    return trial.number
+
+
+_LIVE_STATE = ("console", "_live", "_lock", "_stop", "_heartbeat")
 
 
 class ProgressCallback(Callback):
-    """Prints `[done/total] trial N STATE metric=... params` as trials end."""
+    """Ray Tune callback: the live view (a terminal) or plain lines (no terminal), and a line per
+    finished trial: `[done/total] trial N STATE metric=... tokens=... wall params`; a failed trial's
+    line gives its cause and the file with its full traceback (`errors_dir`)."""
 
-    def __init__(self, metrics: list[str], total: int, enabled: bool = True):
-        self.metrics, self.total, self.enabled, self.done = metrics, total, enabled, 0
-        self.metric = metrics[0]
+    def __init__(
+        self,
+        metrics: list[str],
+        total: int,
+        enabled: bool = True,
+        *,
+        concurrency: int = 1,
+        minimize: bool = True,
+        planned: Callable[[dict], float] | None = None,
+        errors_dir: Path | None = None,
+        stream: IO[str] | None = None,
+        live: bool | None = None,
+    ):
+        self.metrics, self.enabled, self.minimize, self.errors_dir = metrics, enabled, minimize, errors_dir
+        self.progress = SearchProgress(metrics[0], total, concurrency, planned)
+        self.console = _console(stream) if stream is not None else console
+        self.live_view = self.console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._legend = False  # the short names' legend is printed once, with the first trial
 
-    def _line(self, trial, state: str) -> None:
-        self.done += 1
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; a console stream, a lock or a
+        # thread cannot be, and a restored copy draws nothing.
+        state = {k: v for k, v in self.__dict__.items() if k not in _LIVE_STATE}
+        return {**state, "enabled": False}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.console, self._live, self._heartbeat = console, None, None
+        self._lock, self._stop = threading.Lock(), threading.Event()
+
+    # Tune calls setup once before the first trial and on_experiment_end after the last.
+    def setup(self, **info) -> None:
+        """Say what the search will run, then start the live view or the heartbeat."""
         if not self.enabled:
             return
-        result = trial.last_result or {}
-        params = " ".join(f"{k}={_fmt(v)}" for k, v in user_params(trial.config).items())
-        value = _fmt(result.get(self.metric, float("nan")))
-        tokens = int(result.get("tokens", 0))
-        console.print(
-            f"[{self.done}/{self.total}] trial {trial.config.get(TRIAL_KEY)} {state:8s} "
-            f"{self.metric}={value} tokens={tokens:,} {params}"
-        )
+        self.say(f"searching {self.progress.total} trials, {self.progress.concurrency} at a time")
+        if self.live_view:
+            self._live = Live(
+                get_renderable=self.progress.view,
+                console=self.console,
+                refresh_per_second=1 / REFRESH_S,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+        else:
+            self._heartbeat = threading.Thread(target=self._beat, name="automix-progress", daemon=True)
+            self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.say(self.progress.status())
+
+    def say(self, line: str) -> None:
+        """Print one line above the live view (or as is without one)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.console.print(Text(line), soft_wrap=True)
+
+    def close(self) -> None:
+        """Stop the live view and the heartbeat (also called by the search if Tune never ends cleanly)."""
+        self._stop.set()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_experiment_end(self, trials, **info):
+        self.close()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        number = int(trial.config.get(TRIAL_KEY, -1))
+        params = user_params(trial.config)
+        if not self._legend and _legend(list(params)):
+            self._legend = True
+            self.say(f"params: {LEGEND}")
+        self.progress.start(trial.trial_id, number, params)
+        if not self.live_view:
+            planned = self.progress.running[trial.trial_id].planned
+            tokens = f" {fmt_tokens(planned)} tokens" if planned else ""
+            self.say(fit(f"trial {number} started{tokens} {fmt_params(user_params(trial.config))}"))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.progress.result(trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._line(trial, final_state(trial.last_result or {}, self.metrics)[0])
+        result = trial.last_result or {}
+        self._line(trial, final_state(result, self.metrics)[0], result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._line(trial, "FAIL")
+        self._line(trial, "FAIL", trial.last_result or {}, failed=True)
+
+    def _line(self, trial, state: str, result: dict, failed: bool = False) -> None:
+        value = result.get(self.metrics[0])
+        running = self.progress.end(trial.trial_id, state, value, self.minimize)
+        if not self.enabled:
+            return
+        p = self.progress
+        number = trial.config.get(TRIAL_KEY)
+        head = f"[{p.done}/{p.total}] trial {number} {state}"
+        if failed:
+            cause = error_reason(getattr(trial, "error_file", None)) or "unknown error"
+            saved = traceback_path(self.errors_dir, trial) if self.errors_dir else None
+            path = saved if saved is not None and saved.is_file() else getattr(trial, "error_file", None)
+            tail = f" (see {_relative(path)})" if path else ""  # the full traceback
+            # One line: the cause is cut (to no less than 60 columns) to make room for the path,
+            # which is never cut: the line is wider than WIDTH only when the path is very long.
+            self.say(fit(f"{head} {cause}", max(len(head) + 60, WIDTH - len(tail))) + tail)
+            return
+        wall = fmt_duration(p.clock() - running.started) if running else "?"
+        tokens = fmt_tokens(result.get(TOKENS))
+        params = fmt_params(user_params(trial.config))
+        self.say(fit(f"{head} {self.metrics[0]}={fmt_value(value)} {tokens} tokens {wall} {params}"))
 
 
 def print_summary(trials: pd.DataFrame, best: dict, metric: str) -> None:
-    """Rich table of every trial in the study, then the best trial's params."""
-    table = Table(title=f"trials ({metric})")
+    """Table of every trial in the study (same names and formats as the progress lines), then the best."""
     params = [c for c in trials.columns if c.startswith("params_")]
+    legend = _legend([c.removeprefix("params_") for c in params])
+    table = Table(title=f"trials, {metric}" + (f" ({legend})" if legend else ""), title_justify="left")
     attrs = [c for c in ("user_attrs_tokens", "user_attrs_wall_time_s") if c in trials.columns]
+    formats = {"user_attrs_tokens": fmt_tokens, "user_attrs_wall_time_s": fmt_duration}
     for col in ["number", "state", "value", *params, *attrs]:
-        name = col.removeprefix("params_").removeprefix("user_attrs_")
-        table.add_column(SHORT.get(name, name), justify="right")
+        table.add_column(short(col.removeprefix("params_").removeprefix("user_attrs_")), justify="right")
     for _, row in trials.iterrows():
-        table.add_row(*(_fmt(row.get(c)) for c in ["number", "state", "value", *params, *attrs]))
+        cells = [row.get("number"), row.get("state"), row.get("value"), *(row.get(c) for c in params)]
+        table.add_row(*(fmt_value(_plain(v)) for v in cells), *(formats[c](_plain(row.get(c))) for c in attrs))
     console.print(table)
     if best.get("best_trial") is None:
         console.print("[red]no trial completed[/red]")
         return
-    console.print(
-        f"best trial {best['best_trial']}: {metric}={_fmt(best['best_value'])} "
-        + " ".join(f"{k}={_fmt(v)}" for k, v in best["best_params"].items())
-    )
+    value, params = fmt_value(best["best_value"]), fmt_params(best["best_params"])
+    console.print(Text(fit(f"best trial {best['best_trial']}: {metric}={value} {params}")))
+
+
+def _legend(params: list[str]) -> str:
+    """`LEGEND` when some of `params` go by a short name, else ''."""
+    return LEGEND if any(p in SHORT for p in params) else ""
+
+
+def _relative(path: str | Path) -> str:
+    """A path relative to the working directory when it lies under it (shorter lines)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python numbers, NaN (a missing cell) as None."""
+    if hasattr(v, "item"):
+        v = v.item()
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+@contextlib.contextmanager
+def quiet_output(log_path: Path) -> Iterator[IO[str]]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, and `sys.stdout/stderr`) to
+    `log_path` while Ray and MLflow run, and yield a stream to the console for automix's own output.
+
+    Ray prints its banners, Tune's experiment box, warnings and the workers' tracebacks on the
+    driver's descriptors, some from C++; only a descriptor-level redirect catches them all. With
+    `AUTOMIX_VERBOSE=1` nothing is redirected.
+    """
+    console_stream = sys.stderr
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        yield console_stream
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    own = None
+    if _fileno(sys.stderr) == 2:  # the real stderr: keep a copy of the descriptor for the console
+        own = os.fdopen(os.dup(2), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
+        console_stream = own
+    with open(log_path, "a", buffering=1, encoding="utf-8") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n")
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield console_stream
+        finally:
+            log.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if own is not None:
+                own.close()
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -21,12 +21,14 @@ import optuna
 import ray
 from pydantic import ValidationError
 from ray import tune
+from ray.tune.stopper import CombinedStopper
 
 from automix.config._space import SpaceLike, as_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
-from automix.engine._callbacks import FailureCallback, MlflowTrialCallback
+from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCallback
+from automix.engine._driver import local_runtime_env, terminate_as_interrupt, watch_ray_processes
 from automix.engine._preflight import Plan, objective_plan, trainer_plan
-from automix.engine._progress import ProgressCallback
+from automix.engine._progress import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
 from automix.engine._samplers import make_sampler
 from automix.engine._schedulers import TokenBudget, make_scheduler
 from automix.engine._searcher import StudySearcher
@@ -212,38 +214,59 @@ def _searcher(plan: Plan, state: StudyState) -> StudySearcher:
 
 
 def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list, verbose: bool) -> None:
-    """One Ray Tune run: the trials still to train, at most `concurrency` at once."""
-    settings, state = plan.settings, session.state
+    """One Ray Tune run: the trials still to train, at most `concurrency` at once.
+
+    Ray's and MLflow's own output goes to WORK/automix.log (`quiet_output`); the console shows
+    automix's progress. SIGTERM ends the run like Ctrl-C (the search's cleanup stops Ray), and a
+    run whose first trials all fail with one error stops with it (`FailFast`, a ConfigError).
+    """
+    settings, state, ws = plan.settings, session.state, plan.workspace
     budget = TokenBudget(settings.max_total_tokens, already_spent=state.tokens_spent)
     if state.remaining <= 0 or budget.stop_all():
         return
+    guard = FailFast(max(2, min(settings.concurrency + 2, state.remaining)), ws.path("errors"))
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
-    tuner = tune.Tuner(
-        tune.with_resources(make_trainable(plan.objective), resources),
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=make_scheduler(settings, plan.max_tokens, plan.eval_every),
-            num_samples=state.remaining,
-            max_concurrent_trials=settings.concurrency,
-            time_budget_s=settings.time_budget_s,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            # One Ray experiment per invocation; the Optuna study spans all of them.
-            name=f"{plan.workspace.study}-{state.invocation}",
-            storage_path=str(plan.workspace.path("ray")),
-            stop=budget,
-            failure_config=tune.FailureConfig(max_failures=settings.trial_retries),
-            callbacks=[*callbacks, ProgressCallback(settings.metrics, state.remaining, verbose)],
-            verbose=0,
-        ),
-    )
-    try:
-        tuner.fit()
-    except Exception as e:
-        if (lost := _storage_cause(e)) is not None:
-            raise lost from None  # one line for the user, not Ray's wrapping of it
-        raise
+    with quiet_output(ws.path(LOG_NAME)) as terminal, terminate_as_interrupt():
+        progress = ProgressCallback(
+            settings.metrics,
+            state.remaining,
+            verbose,
+            concurrency=min(settings.concurrency, state.remaining),
+            minimize=settings.modes[0] == "min",
+            planned=planned_tokens(plan.objective, plan.cost),
+            errors_dir=ws.path("errors"),
+            stream=terminal,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(make_trainable(plan.objective), resources),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(settings, plan.max_tokens, plan.eval_every),
+                num_samples=state.remaining,
+                max_concurrent_trials=settings.concurrency,
+                time_budget_s=settings.time_budget_s,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                # One Ray experiment per invocation; the Optuna study spans all of them.
+                name=f"{ws.study}-{state.invocation}",
+                storage_path=str(ws.path("ray")),
+                stop=CombinedStopper(budget, guard),
+                failure_config=tune.FailureConfig(max_failures=settings.trial_retries),
+                callbacks=[*callbacks, guard, progress],
+                verbose=0,
+            ),
+        )
+        try:
+            tuner.fit()
+        except Exception as e:
+            if (lost := _storage_cause(e)) is not None:
+                raise lost from None  # one line for the user, not Ray's wrapping of it
+            raise
+        finally:
+            progress.close()
+    if guard.error is not None:
+        raise guard.error
 
 
 def _storage_cause(error: BaseException | None) -> StorageUnavailable | None:
@@ -256,15 +279,25 @@ def _storage_cause(error: BaseException | None) -> StorageUnavailable | None:
 
 
 def _ray_init(work_dir: Path, address: str | None) -> bool:
-    """Start (or join) Ray; returns whether this call started it."""
+    """Start (or join) Ray; returns whether this call started it.
+
+    Ray's start-up output goes to WORK/automix.log; a cluster started here gets the driver's
+    sys.path and working directory for its workers (`local_runtime_env`), and a watchdog that
+    ends its processes if the driver is killed (`watch_ray_processes`).
+    """
     if ray.is_initialized():
         return False
     temp_dir = work_dir / "ray_tmp"
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
-    if address is None and len(str(temp_dir)) <= 40:
-        kwargs["_temp_dir"] = str(temp_dir)
-    ray.init(address=address, **kwargs)
+    if address is None:
+        kwargs["runtime_env"] = local_runtime_env()
+        # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
+        if len(str(temp_dir)) <= 40:
+            kwargs["_temp_dir"] = str(temp_dir)
+    with quiet_output(work_dir / LOG_NAME):
+        ray.init(address=address, **kwargs)
+    if address is None:
+        watch_ray_processes()  # a driver killed with SIGKILL leaves no Ray process behind
     return True
 
 

@@ -1,4 +1,9 @@
-"""MLflow tracking: one parent run per search, one child run per trial, logged from the driver.
+"""MLflow tracking: one parent run per search, one run per trial, logged from the driver.
+
+A trial's run names its search's parent run in the `automix.search_run_id` tag rather than in
+MLflow's `mlflow.parentRunId`: MLflow's UI folds nested runs under their parent (one row per
+search, trials behind a "+"), and the trials are what a user compares. `automix ui` opens a
+shared view (`trials_view_url`) that lists the trials with their params and metrics as columns.
 
 Ray's own MLflow helpers read the experiment from the worker's environment and can leave runs
 RUNNING; logging from a driver-side Tune callback through `MlflowClient` with explicit run ids
@@ -26,7 +31,12 @@ from mlflow.tracking import MlflowClient
 from automix.config._study import ConfigError, default_cache_dir
 
 log = logging.getLogger(__name__)
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = "mlflow.parentRunId"  # how stores written before automix.search_run_id nested trials
+SEARCH_TAG = "automix.search_run_id"  # on a trial's run: the run id of its search (the parent run)
+ROLE_TAG = "automix.role"  # "search" on a parent run, "trial" on a trial's run
+KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI shows a GenAI (traces) page unless told otherwise
+VIEW_KEY = "automix-trials"  # the shared view of the trials: experiment tag mlflow.sharedViewState.<key>
+COLUMNS = ("tags.`state`", "metrics.`tokens`")  # shown after the params and the searched metrics
 _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
 
 
@@ -92,6 +102,36 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def is_trial(tags: dict[str, str]) -> bool:
+    """Whether a run's tags make it a trial's run (this layout, or the older nested one)."""
+    return SEARCH_TAG in tags or PARENT_TAG in tags
+
+
+def trials_view_state(params: list[str], metrics: list[str]) -> dict[str, Any]:
+    """MLflow's shared view state for a search's trials: one row per trial, in trial order,
+    with each param, the searched metrics, the trial's state and its tokens as columns."""
+    columns = [f"params.`{p}`" for p in params] + [f"metrics.`{m}`" for m in metrics]
+    columns += [c for c in COLUMNS if c not in columns]
+    return {
+        "searchFilter": f"tags.`{ROLE_TAG}` = 'trial'",
+        "orderByKey": "tags.`mlflow.runName`",  # trial-0000, trial-0001, ...: the study's order
+        "orderByAsc": True,
+        "selectedColumns": columns,
+        "columnOrder": [],
+        "runListHidden": False,
+        "viewMaximized": False,
+    }
+
+
+def trials_view_url(server: str, experiment_id: str) -> str:
+    """The UI page of an experiment's trials: the classic-ML runs table with the trials' view."""
+    # workflowType: MLflow 3.17's UI picks its GenAI or classic-ML pages from this parameter (else
+    # from the browser's last choice, GenAI by default); viewStateShareKey loads the experiment
+    # tag `trials_view_state` wrote (columns, filter, order), as MLflow's own "Share view" does.
+    query = f"workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'optim': {'lr': 1}} → {'optim.lr': 1}."""
     flat: dict[str, Any] = {}
@@ -126,30 +166,62 @@ class Tracker:
         else:
             # A tracking server stores (and serves) artifacts itself; a local store keeps them in the work dir.
             location = artifact_root.as_uri() if artifact_root and not uri.startswith(("http://", "https://")) else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={KIND_TAG: "custom_model_development"}
+            )
         self.parent_run_id: str | None = None
 
     def close_stale_runs(self) -> int:
         """Mark runs a crashed search left RUNNING as KILLED; returns how many."""
         stale = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'")
         for run in stale:
-            self.end(run.info.run_id, "KILLED", tags={"state": "FAIL"} if PARENT_TAG in run.data.tags else None)
+            self.end(run.info.run_id, "KILLED", tags={"state": "FAIL"} if is_trial(run.data.tags) else None)
         return len(stale)
 
     def start_parent(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Open the search's parent run with the resolved config as params."""
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={**tags, ROLE_TAG: "search"})
         self.parent_run_id = run.info.run_id
         self._log_params(self.parent_run_id, params)
         return self.parent_run_id
 
     def start_child(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        """Open a trial's run under the parent."""
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={**tags, PARENT_TAG: self.parent_run_id or ""}
-        )
+        """Open a trial's run, tagged with its search's parent run (not nested under it: see the module doc)."""
+        tags = {**tags, ROLE_TAG: "trial", SEARCH_TAG: self.parent_run_id or ""}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self._log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def set_trials_view(self, params: list[str], metrics: list[str]) -> None:
+        """Store the trials' view (`trials_view_state`) on the experiment, for `trials_view_url`."""
+        state = json.dumps(trials_view_state(params, metrics))
+        self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{VIEW_KEY}", state)
+        self.client.set_experiment_tag(self.experiment_id, KIND_TAG, "custom_model_development")
+
+    def unnest_trials(self) -> int:
+        """Give the trial runs of an older store (nested with `mlflow.parentRunId`) this layout's
+        tags and un-nest them, so that the trials' view lists them; returns how many changed."""
+        changed = 0
+        for run in self.client.search_runs([self.experiment_id], max_results=5000):
+            tags = run.data.tags
+            if ROLE_TAG in tags:
+                continue
+            role = {ROLE_TAG: "trial", SEARCH_TAG: tags[PARENT_TAG]} if PARENT_TAG in tags else {ROLE_TAG: "search"}
+            self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in role.items()])
+            if PARENT_TAG in tags:
+                self.client.delete_tag(run.info.run_id, PARENT_TAG)
+            changed += 1
+        return changed
+
+    def trial_keys(self) -> tuple[list[str], list[str]]:
+        """The params and metrics the experiment's trial runs have (for a store without a view yet)."""
+        params: dict[str, None] = {}
+        metrics: dict[str, None] = {}
+        for run in self.client.search_runs([self.experiment_id], max_results=200):
+            if is_trial(run.data.tags):
+                params.update(dict.fromkeys(sorted(run.data.params)))
+                metrics.update(dict.fromkeys(sorted(run.data.metrics)))
+        return list(params), list(metrics)
 
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         """Numeric, finite metrics at `step` (tokens trained)."""

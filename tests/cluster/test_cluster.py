@@ -88,7 +88,7 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
     experiment = client.get_experiment_by_name("scale")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the server keeps the artifacts
     runs = client.search_runs([experiment.experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    children = [r for r in runs if "automix.search_run_id" in r.data.tags]
     print(f"  database: {len(trials)} trials; MLflow server: {len(children)} trial runs of {len(runs)} runs")
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [t.number for t in trials]
     assert all(r.info.status == "FINISHED" for r in runs)  # no run left RUNNING
@@ -96,7 +96,7 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
         trial = trials[int(run.data.tags["optuna.trial_number"])]
         assert run.data.tags["state"] == trial.state.name
         assert run.data.tags["ray.node_id"] == trial.user_attrs["node_id"]
-    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    parent = next(r for r in runs if "automix.search_run_id" not in r.data.tags)
     assert "best.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     _analyses_read_the_study_where_it_is_kept(path, work, postgres_url)
 

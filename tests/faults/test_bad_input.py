@@ -43,7 +43,32 @@ CASES = [
     ("grid-too-many-trials", {}, ["search.sampler=grid", "search.n_trials=100000"], ["grid has", "n_trials"]),
     ("unreachable-tracking", {}, ["tracking.uri=http://127.0.0.1:9"], ["127.0.0.1:9", "does not answer"]),
     ("bad-storage-url", {}, ["--storage", "nosuchdb://x"], ["Optuna storage", "nosuchdb"]),
+    # A key in the wrong section, from the command line: where it lives, and where it came from.
+    ("key-outside-its-section", {}, ["n_trials=3"], ["unknown key 'n_trials'", "'search.n_trials'", "command line"]),
+    ("misspelt-section", {"serach": {"n_trials": 3}}, [], ["did you mean 'search'", "study.yaml"]),
+    ("misspelt-nested-key", {}, ["search.n_trails=3"], ["'search.n_trials'", "override search.n_trails=3"]),
+    # Space files: every key is read, every bound checked against the trainer, one line naming the file.
+    ("space-mix-ratio-over-one", {"search": {"space": "SPACE:mix_high"}}, [], ["space.yaml", "mix_ratio high=1.5"]),
+    ("space-epochs-below-one", {"search": {"space": "SPACE:epochs_zero"}}, [], ["space.yaml", "epochs low=0"]),
+    ("space-epochs-half", {"search": {"space": "SPACE:epochs_half"}}, [], ["epochs low=0.5", "below 1"]),
+    ("space-misplaced-key", {"search": {"space": "SPACE:misplaced"}}, [], ["space.yaml", "top-level key 'epochs'"]),
+    ("space-misspelt-params", {"search": {"space": "SPACE:parms"}}, [], ["did you mean 'params'"]),
+    ("space-unknown-spec-key", {"search": {"space": "SPACE:hihg"}}, [], ["'hihg'", "did you mean 'high'"]),
+    ("space-misspelt-param", {"search": {"space": "SPACE:wieght"}}, [], ["'wieght_decay'", "'weight_decay'"]),
+    ("space-bad-type", {"search": {"space": "SPACE:integer"}}, [], ["type 'integer'", "space.yaml"]),
 ]
+
+# Space files of the SPACE:name cases (each otherwise valid for the tiny corpora).
+SPACES = {
+    "mix_high": "params:\n  mix_ratio: {type: float, low: 0.0, high: 1.5}\n",
+    "epochs_zero": "params:\n  epochs: {type: int, low: 0, high: 2}\n",
+    "epochs_half": "params:\n  epochs: {type: float, low: 0.5, high: 2}\n",
+    "misplaced": "params:\n  mix_ratio: {type: float, low: 0.0, high: 0.25}\nepochs: {type: int, low: 1, high: 2}\n",
+    "parms": "parms:\n  epochs: {type: int, low: 1, high: 2}\n",
+    "hihg": "params:\n  epochs: {type: int, low: 1, hihg: 2}\n",
+    "wieght": "params:\n  wieght_decay: {type: float, low: 0.01, high: 1.0}\n",
+    "integer": "params:\n  epochs: {type: integer, low: 1, high: 2}\n",
+}
 
 
 @pytest.mark.parametrize(("case", "sections", "overrides", "needles"), CASES, ids=[c[0] for c in CASES])
@@ -58,9 +83,14 @@ def test_bad_input(case, sections, overrides, needles, study_yaml, capsys, tmp_p
         space = tmp_path / "bad_space.yaml"
         space.write_text("params:\n  optim.learnin_rate: {type: float, low: 0.001, high: 0.01}\n")
         sections["search"]["space"] = str(space)
+    space = sections.get("search", {}).get("space", "")
+    if space.startswith("SPACE:"):
+        path = tmp_path / "space.yaml"
+        path.write_text(SPACES[space.removeprefix("SPACE:")])
+        sections["search"]["space"] = str(path)
     if case == "mix-without-aux":
         sections["search"] = {"space": _mix_space(tmp_path)}
-    if case not in ("aux-too-small", "mix-without-aux", "space-unknown-param", "space-missing"):
+    if case not in ("aux-too-small", "mix-without-aux", "space-unknown-param", "space-missing") and not space:
         sections.setdefault("search", {}).setdefault("space", _small_space(tmp_path))
     path = study_yaml(**sections)
     assert main(["search", str(path), *overrides]) == 2, case
