@@ -175,6 +175,17 @@ def test_losses_read_in_batches_are_checked_like_losses_read_every_step():
 
 def test_fingerprint_ignores_where_and_how_a_run_is_done(small, tmp_path):
     cfg = small()
-    elsewhere = small(out_dir=str(tmp_path), resume_from=str(tmp_path), threads=2, device="cpu")
+    elsewhere = small(
+        out_dir=str(tmp_path), resume_from=str(tmp_path), threads=2, device="cpu", compile="on", precision="fp32"
+    )
     assert fingerprint(elsewhere.model_copy(update={"checkpoint_every_tokens": 7})) == fingerprint(cfg)
     assert fingerprint(small(seed=1)) != fingerprint(cfg)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_tracks_the_cpu_run(small):
+    cpu = run(small(device="cpu")).metrics["target_val_loss"]
+    bf16 = run(small(device="cuda", compile="off")).metrics["target_val_loss"]
+    fp32 = run(small(device="cuda", compile="off", precision="fp32")).metrics["target_val_loss"]
+    assert fp32 == pytest.approx(cpu, rel=1e-3)  # the same arithmetic, other kernels
+    assert bf16 == pytest.approx(cpu, rel=2e-2)  # bf16 autocast rounds every matmul

@@ -125,6 +125,14 @@ class TrainConfig(_Strict):
     seed: int = 0
     eval_every_tokens: int = Field(200_000, ge=1, description="fixed token marks keep trials comparable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the training forward; auto: on for CUDA, off on CPU (see trainer/train.py, "
+        "TrainStep); falls back to eager with a warning where compiling fails",
+    )
+    precision: Literal["auto", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; fp32: no autocast anywhere"
+    )
     threads: int | None = Field(None, ge=1, description="torch threads; default: the trial's CPU share")
     out_dir: str | None = Field(None, description="checkpoints and the final model; none: nothing saved")
     checkpoint_every_tokens: int | None = Field(
@@ -138,7 +146,16 @@ class TrainConfig(_Strict):
 
 # Settings that do not change what a run computes: a run may resume, or be served from a cache,
 # under other ones.
-_NOT_IN_FINGERPRINT = {"out_dir", "resume_from", "threads", "device", "checkpoint_every_tokens"}
+# `compile` and `precision` change losses only at rounding level, as `device` does.
+_NOT_IN_FINGERPRINT = {
+    "out_dir",
+    "resume_from",
+    "threads",
+    "device",
+    "checkpoint_every_tokens",
+    "compile",
+    "precision",
+}
 
 
 def fingerprint(config: TrainConfig) -> str:

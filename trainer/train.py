@@ -8,6 +8,7 @@ propagates unchanged (Ray Tune stops a pruned function trainable with SystemExit
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from trainer.evaluate import MCSuite, validation_loss
 from trainer.model import Transformer, build_model, build_optimizer
 
 Report = Callable[[dict], bool | None]
+Autocast = Callable[[], AbstractContextManager]
+
+logger = logging.getLogger(__name__)
 
 
 class StopTraining(Exception):
@@ -136,6 +140,71 @@ class LossReader:
             self.state.batches += 1
 
 
+def compile_wanted(setting: str, device: torch.device) -> bool:
+    """Whether `TrainConfig.compile` asks for torch.compile on `device`.
+
+    `auto` compiles on CUDA only. On CPU (2 cores, 1 thread, torch 2.13; benchmarks/throughput.py
+    --compile) the example proxy (w64 d2, batch 16 x 128) trained at the same speed within the
+    noise, median 14.3k vs 13.6k tokens/s, per-pair ratios 0.84-1.20, while the first compilation
+    took 140 s and each later run of the same shape 2-4 s more warm-up (inductor's cache): longer
+    than a 10% gain would save on the example's 800k-token trial.
+    """
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def autocast_for(device: torch.device, precision: str = "auto") -> Autocast:
+    """bf16 autocast on CUDA unless `precision` is fp32; CPU runs in fp32."""
+    if device.type == "cuda" and precision == "auto":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+class TrainStep:
+    """Forward and backward of one training batch: through `torch.compile` when asked, eagerly otherwise.
+
+    The compiled module wraps the model's own parameters, so the optimiser (built on them), μP's
+    `infshape` on each and the checkpoints' state_dict keys are those of the eager model. Only
+    batches of the first batch's shape go through it: a short last batch, and evaluation (which
+    calls the model itself), run eagerly, as a recompile would cost more than they do. If
+    compiling fails at the first step (no compiler, an unsupported platform or operator), one
+    warning is logged and the run continues eagerly from that same step.
+    """
+
+    def __init__(self, model: torch.nn.Module, autocast: Autocast, compile: bool):
+        self.model, self.autocast = model, autocast
+        self.compiled: torch.nn.Module | None = None
+        self._shape: torch.Size | None = None
+        if compile:
+            try:
+                self.compiled = torch.compile(model)  # lazy: traces and compiles at the first call
+            except Exception as e:  # any reason compile is unavailable means eager
+                _compile_failed(e)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's loss, with gradients accumulated into the model's parameters."""
+        if self.compiled is not None and self._shape is None:
+            self._shape = x.shape
+            try:
+                return self._forward_backward(self.compiled, x, y)
+            except Exception as e:  # compile errors surface at the first call
+                _compile_failed(e)
+                self.compiled = None
+                self.model.zero_grad(set_to_none=True)
+        module = self.compiled if self.compiled is not None and x.shape == self._shape else self.model
+        return self._forward_backward(module, x, y)
+
+    def _forward_backward(self, module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            _, loss = module(x, y)
+        loss.backward()
+        return loss
+
+
+def _compile_failed(error: Exception) -> None:
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    logger.warning("torch.compile unavailable (%s: %s); training eagerly", type(error).__name__, first_line)
+
+
 @dataclass
 class _Setup:
     """What one run trains and evaluates with, built from its config."""
@@ -149,7 +218,8 @@ class _Setup:
     lr_factor: Callable[[int], float]  # the schedule: lr multiplier at a step
     n_steps: int
     warmup: int  # warmup steps; the divergence check starts after them
-    autocast: Callable[[], AbstractContextManager]
+    autocast: Autocast
+    train_step: TrainStep  # forward and backward of one batch, compiled or eager
     eval_batch_size: int
 
 
@@ -176,7 +246,7 @@ def _setup(config: TrainConfig) -> _Setup:
     lr_factor = wsd_schedule(n_steps, warmup, config.optim.decay_frac)
     # LambdaLR multiplies each group's initial lr, keeping MuAdamW's per-group width scaling.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    autocast = autocast_for(device, config.precision)
     return _Setup(
         device=device,
         data=data,
@@ -188,6 +258,7 @@ def _setup(config: TrainConfig) -> _Setup:
         n_steps=n_steps,
         warmup=warmup,
         autocast=autocast,
+        train_step=TrainStep(model, autocast, compile_wanted(config.compile, device)),
         eval_batch_size=config.optim.batch_size * 4,
     )
 
@@ -277,11 +348,9 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
     while state.step < setup.n_steps:
         step_start = time.perf_counter()
         x, y = (t.to(setup.device, non_blocking=True) for t in setup.data.stream.batch(state.step))
-        with setup.autocast():
-            _, loss = model(x, y)
-        losses.add(state.step, loss)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = setup.train_step(x, y)
+        losses.add(state.step, loss)
         if config.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
