@@ -36,7 +36,11 @@ class SearchConfig(_Strict):
     n_trials: int = Field(12, ge=1, description="trained trials to reach (rejected suggestions don't count)")
     concurrency: int = Field(2, ge=1, description="trials running at once")
     cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0, description="fractions let small proxies share a GPU")
+    gpus_per_trial: float | Literal["auto"] = Field(
+        "auto",
+        description="GPU share per trial; auto packs as many trials per GPU as memory, compute and CPU cores "
+        "allow (automix/engine/_packing.py), 0 without a GPU; a fraction such as 0.25 sets it",
+    )
     scheduler: Literal["asha", "median", "none"] = "asha"
     grace_tokens: int | None = Field(None, ge=1, description="first stopping point; default 2 evaluations")
     reduction_factor: float = Field(3, gt=1)
@@ -92,12 +96,14 @@ class StudyConfig(_Strict):
     eval_every_tokens: int = Field(200_000, ge=1)
     checkpoint_every_tokens: int | None = Field(1_000_000, ge=1, description="trial checkpoint cadence")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile: auto is on for CUDA only")
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
-        shared = {"data", "model", "optim", "budget", "seed", "eval_every_tokens", "checkpoint_every_tokens", "device"}
+        shared = {"data", "model", "optim", "budget", "seed", "eval_every_tokens", "checkpoint_every_tokens"}
+        shared |= {"device", "compile"}
         fields = self.model_dump(include=shared)
         return TrainConfig.model_validate(fields)
 

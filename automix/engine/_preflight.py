@@ -26,7 +26,7 @@ UNCAPPED = 10**15
 
 @dataclass
 class Plan:
-    """What a search runs and where; `cost` is set when suggestions over `max_train_tokens` are rejected."""
+    """What a search runs and where; `cost(params)` is a suggestion's training tokens, when known."""
 
     objective: Objective
     space: SearchSpace
@@ -74,7 +74,7 @@ def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspa
         max_tokens,
         config.eval_every_tokens,
         logged,
-        cost if settings.max_train_tokens is not None else None,
+        cost,  # the cost-aware sampler weighs suggestions by it; the searcher caps it only with max_train_tokens
         base.model_copy(update={"budget": worst}),
         config.model_dump(),
     )

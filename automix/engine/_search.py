@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from automix.config._space import SpaceLike, as_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
 from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCallback
 from automix.engine._driver import local_runtime_env, terminate_as_interrupt, watch_ray_processes
+from automix.engine._packing import resolve_gpus_per_trial
 from automix.engine._preflight import Plan, objective_plan, trainer_plan
 from automix.engine._progress import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
 from automix.engine._samplers import make_sampler
@@ -204,7 +206,7 @@ def _searcher(plan: Plan, state: StudyState) -> StudySearcher:
         mode=settings.mode,
         # Offset by the invocation: a resumed (or joining) driver's sampler must not replay the
         # random suggestions of the first one, which would all be repeats of trained points.
-        sampler=make_sampler(settings.sampler, plan.space, settings.seed + state.invocation),
+        sampler=make_sampler(settings.sampler, plan.space, settings.seed + state.invocation, cost=plan.cost),
         study_name=plan.workspace.study,
         storage=plan.workspace.storage,
         cost=plan.cost,
@@ -225,7 +227,7 @@ def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list
     if state.remaining <= 0 or budget.stop_all():
         return
     guard = FailFast(max(2, min(settings.concurrency + 2, state.remaining)), ws.path("errors"))
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    resources = {"cpu": settings.cpus_per_trial, "gpu": _gpu_share(plan, session)}
     with quiet_output(ws.path(LOG_NAME)) as terminal, terminate_as_interrupt():
         progress = ProgressCallback(
             settings.metrics,
@@ -267,6 +269,16 @@ def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list
             progress.close()
     if guard.error is not None:
         raise guard.error
+
+
+def _gpu_share(plan: Plan, session: _Session) -> float:
+    """The GPU share per trial (`gpus_per_trial`, "auto" packs), said on the console and in MLflow."""
+    settings = plan.settings
+    share, per_gpu = resolve_gpus_per_trial(settings.gpus_per_trial, plan.data_check, settings.cpus_per_trial)
+    if share > 0:
+        print(f"GPUs: {per_gpu} trial(s) share each GPU (gpus_per_trial={share:.3g})", file=sys.stderr)
+        session.tracker.set_tags(session.parent_id, {"trials_per_gpu": str(per_gpu), "gpus_per_trial": f"{share:.3g}"})
+    return share
 
 
 def _storage_cause(error: BaseException | None) -> StorageUnavailable | None:
@@ -334,4 +346,3 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
         tracker.end(parent_id, status, tags={"best_trial": str(best)})
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)
-

@@ -229,6 +229,10 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set string tags on a run."""
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def end(self, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
         """Set tags and close the run (FINISHED, FAILED or KILLED)."""
         if tags:
