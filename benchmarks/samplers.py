@@ -27,7 +27,7 @@ from automix.config._space import load_space  # noqa: E402
 from automix.engine._samplers import grid_size, make_sampler  # noqa: E402
 
 TOLERANCE = 0.005
-MAX_TRIALS = {"tpe": 300, "random": 3000, "gp": 120, "costei": 120, "botorch": 60, "grid": 672}
+MAX_TRIALS = {"tpe": 300, "random": 3000, "gp": 120, "costei": 120, "costgp": 120, "botorch": 60, "grid": 672}
 
 
 def optimum(space) -> float:
@@ -64,13 +64,35 @@ def run(name: str, space, seed: int, target: float) -> tuple[int | None, float, 
     return None, spent, time.perf_counter() - start
 
 
+def seconds_per_suggestion(name: str, space, history: int, asks: int = 5) -> tuple[float, float]:
+    """(wall, CPU) seconds of one suggestion by sampler `name` once the study has `history` trials."""
+    study = optuna.create_study(sampler=make_sampler(name, space, 0, cost=synthetic.train_tokens))
+    filler = optuna.samplers.RandomSampler(seed=1)
+    for _ in range(history):
+        params = {k: filler.sample_independent(study, None, k, d) for k, d in space.distributions.items()}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=space.distributions, value=synthetic.loss(params))
+        )
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(asks):
+        trial = study.ask(space.distributions)
+        study.tell(trial, synthetic.loss(trial.params))
+    return (time.perf_counter() - wall) / asks, (time.process_time() - cpu) / asks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--samplers", nargs="*", default=["tpe", "gp", "botorch", "random", "grid"])
+    parser.add_argument("--samplers", nargs="*", default=["tpe", "gp", "costei", "botorch", "random", "grid"])
+    parser.add_argument("--time-at", type=int, help="only time one suggestion after this many trials, per sampler")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space("paper")
+    if args.time_at:
+        for name in args.samplers:
+            wall, cpu = seconds_per_suggestion(name, space, args.time_at)
+            print(f"{name}: {wall:.2f} s wall, {cpu:.2f} s CPU per suggestion after {args.time_at} trials")
+        return
     best = optimum(space)
     target = best * (1 + TOLERANCE)
     sweep = optuna.create_study(sampler=make_sampler("grid", space, 0))

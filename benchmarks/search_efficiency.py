@@ -52,6 +52,7 @@ METHODS = (
     ("automix default: gp + asha", "gp", "asha"),
     ("costei + asha", "costei", "asha"),
     ("costei, no scheduler", "costei", "none"),
+    ("costgp + asha", "costgp", "asha"),
     ("gp, no scheduler", "gp", "none"),
     ("gp + median stopping", "gp", "median"),
     ("random", "random", "none"),

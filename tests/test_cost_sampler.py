@@ -130,3 +130,11 @@ def test_reaches_the_most_expensive_point_for_a_fraction_of_the_sweep():
                 break
         assert trial.params == {"epochs": 3, "wd": 4}
         assert spent < 0.5 * sweep
+
+
+def test_costgp_starts_optuna_gp_from_cheap_points():
+    space = SearchSpace(SPACE)
+    study = run(make_sampler("costgp", space, 2, cost=tokens), SPACE, bowl, 6)
+    startup = [tokens(t.params) for t in study.trials[:5]]
+    assert max(startup) < 0.05 * tokens({"epochs": 32, "mix_ratio": 0.75})  # the cheapest quarter of the space
+    assert isinstance(study.sampler, optuna.samplers.GPSampler)  # trial 6 on: Optuna's own GP

@@ -1,21 +1,25 @@
-"""A cost-aware Bayesian-optimization sampler: expected improvement per token, cooled.
+"""Cost-aware sampling: cheap start-up designs, and expected improvement per token, cooled.
 
 automix knows what a suggestion costs before it trains (T = E·U/(1−r) for the built-in trainer,
 `automix/engine/_preflight.py`), and on data-constrained surfaces the best point is among the most
-expensive ones (BENCHMARKS.md "Search efficiency"). `CostAwareSampler`:
-- starts from a few quasi-random (Sobol) points drawn from the cheapest part of the space;
-- models the loss with a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube,
-  over a linear trend in log cost (longer training usually lowers the loss: the trend lets the
-  model extrapolate from cheap trials to expensive ones, and is fitted, so it is flat when cost
-  does not matter);
-- picks the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1,
-  cooled to plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it
-  spends on expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
-- learns from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
-  (BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds).
+expensive ones (BENCHMARKS.md "Search efficiency"). Two samplers use that (`_samplers.py`):
 
-Candidates are the whole space when it is a small finite grid, else Sobol points plus local
-perturbations of the best trials. Points already trained to their end, or running, are skipped.
+`costgp`: Optuna's GPSampler whose start-up trials (its public `independent_sampler`) are 5
+quasi-random points from the cheapest quarter of the space (`CheapStartSampler`) instead of 10
+uniform random ones, which on the real grid cost 3–9% of the grid's tokens by themselves.
+
+`costei` (`CostAwareSampler`), the same start-up, then its own model and acquisition:
+- a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube, optionally over a
+  linear trend in log cost (`trend`; off: it made the search dearer on the synthetic surface);
+- the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1, cooled to
+  plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it spends on
+  expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
+- candidates: the whole space when it is a small finite grid, else Sobol points plus perturbations
+  of the best trials, refined by a local random search.
+
+Both learn from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
+(BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds). Points already
+trained to their end, or running, are never proposed again by `costei`.
 """
 
 from __future__ import annotations
@@ -119,8 +123,9 @@ class GP:
     """A Matern-5/2 ARD Gaussian process on the unit cube, hyperparameters by MAP (numpy + scipy).
 
     Small and exact: at 100 trials a fit is a few hundred 100×100 Cholesky factorizations. The
-    priors follow BoTorch's defaults for `SingleTaskGP` (log-normal lengthscales scaled with √d, a
-    small noise): the objective is deterministic up to the trainer's float noise.
+    lengthscale prior follows BoTorch's `SingleTaskGP` default (log-normal, scaled with √d); the noise
+    prior is tiny: the objective is deterministic, and the goal (within 0.5% of the best) is finer
+    than a default noise level would resolve.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None):
@@ -130,8 +135,8 @@ class GP:
         self.mu, self.sd = float(y.mean()), float(y.std()) or 1.0
         self.y = (y - self.mu) / self.sd
         self._prior_loc = math.sqrt(2) + 0.5 * math.log(d)
-        theta0 = start if start is not None and len(start) == d + 2 else np.r_[np.full(d, self._prior_loc), 0.0, -6.0]
-        bounds = [(-4.0, 5.0)] * d + [(-3.0, 3.0), (-12.0, 0.0)]
+        theta0 = start if start is not None and len(start) == d + 2 else np.r_[np.full(d, self._prior_loc), 0.0, -12.0]
+        bounds = [(-4.0, 5.0)] * d + [(-3.0, 3.0), (-18.0, -2.0)]
         fit = minimize(self._neg_log_post, theta0, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60})
         self.theta = fit.x if np.isfinite(fit.fun) else theta0
         self._factor()
@@ -148,7 +153,7 @@ class GP:
             return 1e10
         alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
         nll = 0.5 * self.y @ alpha + np.log(np.diag(chol)).sum()
-        prior = ((theta[:-2] - self._prior_loc) ** 2).sum() / (2 * 3.0) + (theta[-1] + 6.0) ** 2 / 8.0
+        prior = ((theta[:-2] - self._prior_loc) ** 2).sum() / (2 * 3.0) + (theta[-1] + 12.0) ** 2 / 8.0
         return float(nll + prior)
 
     def _factor(self) -> None:
@@ -163,15 +168,20 @@ class GP:
         return self.mu + self.sd * ks @ self.alpha, self.sd * np.sqrt(var)
 
 
-def fit_predict(x, y, trend, x_new, t_new, start=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posterior mean and std at `x_new` of y = a + b·trend + GP(x) (b ≤ 0), and the GP's hyperparameters."""
+def fit_model(x: np.ndarray, y: np.ndarray, trend: np.ndarray, start: np.ndarray | None = None):
+    """y = a + b·trend + GP(x) with b ≤ 0: its predictor `(x_new, trend_new) -> (mean, std)` and the
+    GP's hyperparameters (the next fit starts from them)."""
     design = np.stack([np.ones_like(trend), trend], axis=1)
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     coef[1] = min(coef[1], 0.0)  # the trend may only say "more tokens, lower loss", never the reverse
     coef[0] = float(np.mean(y - coef[1] * trend))
     gp = GP(x, y - design @ coef, start)
-    mean, std = gp.predict(x_new)
-    return mean + coef[0] + coef[1] * t_new, std, gp.theta
+
+    def predict(x_new: np.ndarray, t_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, std = gp.predict(x_new)
+        return mean + coef[0] + coef[1] * t_new, std
+
+    return predict, gp.theta
 
 
 class CostAwareSampler(BaseSampler):
@@ -194,7 +204,7 @@ class CostAwareSampler(BaseSampler):
         cheap_quantile: float = 0.25,
         cooling: float = 1.0,
         min_alpha: float = 0.0,
-        trend: bool = True,
+        trend: bool = False,
     ):
         self._cost_fn = cost
         self._seed = seed
@@ -275,23 +285,43 @@ class CostAwareSampler(BaseSampler):
         return [enc.decode(u) for u in points]
 
     def _acquire(self, enc, reference, done, taken, sign: float, spent: float) -> dict:
-        """The candidate with the highest log EI − α·log(cost / cheapest cost)."""
-        candidates = [p for p in self._candidates(enc, reference, done, sign) if _key(p, enc) not in taken]
-        if not candidates:
-            return {}
-        x = np.array([enc.encode(t.params) for t in done])
-        y = np.array([sign * t.value for t in done])
-        x_new = np.array([enc.encode(p) for p in candidates])
-        log_cost = np.log([self.cost(p) for p in candidates])
+        """The candidate with the highest log EI − α·log(cost / cheapest cost), refined locally."""
         all_costs = np.log([self.cost(p) for p in reference])
         lo, span = all_costs.min(), max(all_costs.max() - all_costs.min(), 1e-12)
         trend_x = (np.log([self.cost(t.params) for t in done]) - lo) / span if self._trend else np.zeros(len(done))
-        trend_new = (log_cost - lo) / span if self._trend else np.zeros(len(candidates))
-        mean, std, self._theta = fit_predict(x, y, trend_x, x_new, trend_new, self._theta)
+        y = np.array([sign * t.value for t in done])
+        predict, self._theta = fit_model(np.array([enc.encode(t.params) for t in done]), y, trend_x, self._theta)
         alpha = max(0.0, 1.0 - spent / (self._cooling * math.exp(all_costs.max()))) if self._cooling else 0.0
         alpha = max(alpha, self._min_alpha)
-        score = log_ei(mean, std, y.min()) - alpha * (log_cost - lo)
-        return candidates[int(np.argmax(score))]
+
+        def score(points: list[dict]) -> np.ndarray:
+            log_cost = np.log([self.cost(p) for p in points])
+            trend = (log_cost - lo) / span if self._trend else np.zeros(len(points))
+            mean, std = predict(np.array([enc.encode(p) for p in points]), trend)
+            value = log_ei(mean, std, y.min()) - alpha * (log_cost - lo)
+            return np.where([_key(p, enc) in taken for p in points], -np.inf, value)
+
+        candidates = self._candidates(enc, reference, done, sign)
+        values = score(candidates)
+        if not np.isfinite(values).any():
+            return {}
+        if enc.grid() is not None:
+            return candidates[int(np.argmax(values))]
+        return self._refine(enc, score, [candidates[i] for i in np.argsort(-values)[:5]])
+
+    def _refine(self, enc: Encoder, score, starts: list[dict]) -> dict:
+        """Local random search around the best candidates at shrinking scales (the acquisition's
+        optimum is narrow once the model is sure: Sobol points alone land too far from it)."""
+        best = list(starts)
+        best_values = score(best)
+        for scale in (0.05, 0.015, 0.005):
+            for i, centre in enumerate(best):
+                u = enc.encode(centre)
+                trial = [enc.decode(v) for v in np.clip(u + scale * self._rng.standard_normal((32, len(u))), 0, 1)]
+                values = score(trial)
+                if values.max() > best_values[i]:
+                    best[i], best_values[i] = trial[int(np.argmax(values))], values.max()
+        return best[int(np.argmax(best_values))]
 
 
 def _has(trial: FrozenTrial, enc: Encoder) -> bool:
@@ -312,3 +342,31 @@ def _spent(trials: list[FrozenTrial], sampler: CostAwareSampler) -> float:
         elif t.state == TrialState.PRUNED:
             total += float(t.user_attrs.get("tokens", 0.0))
     return total
+
+
+class CheapStartSampler(BaseSampler):
+    """The cost-aware start-up design for another sampler's start-up phase (e.g. GPSampler's
+    public `independent_sampler`): one joint cheap Sobol point per trial, handed out param by param."""
+
+    def __init__(self, search_space: dict[str, od.BaseDistribution], cost, seed: int | None, cheap_quantile=0.25):
+        self._design = CostAwareSampler(search_space, cost, seed, n_startup_trials=2**31, cheap_quantile=cheap_quantile)
+        self._random = RandomSampler(seed=seed)
+        self._points: dict[int, dict] = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        """None: every param comes through `sample_independent`."""
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        """Nothing relative (see `infer_relative_search_space`)."""
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        """This trial's cheap start-up point's value of `param_name` (random for a param outside the space)."""
+        if trial.number not in self._points:
+            space = self._design.infer_relative_search_space(study, trial)
+            self._points[trial.number] = self._design.sample_relative(study, trial, space)
+        point = self._points[trial.number]
+        if param_name in point:
+            return point[param_name]
+        return self._random.sample_independent(study, trial, param_name, param_distribution)

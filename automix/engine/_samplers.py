@@ -64,6 +64,12 @@ def make_sampler(
         from automix.engine._cost_sampler import CostAwareSampler
 
         return CostAwareSampler(space.distributions, cost=cost, seed=seed)
+    if name == "costgp":
+        # Optuna's GP after 5 cheap start-up points (its public `independent_sampler`), not 10 random ones.
+        from automix.engine._cost_sampler import CheapStartSampler
+
+        startup = CheapStartSampler(space.distributions, cost, seed)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5, independent_sampler=startup)
     if name == "grid":
         return SweepSampler(grid_values(space), seed=seed)
     raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, costei, botorch, random, qmc, grid, cmaes")
