@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install automix and its pinned dependencies into ./.venv (or $AUTOMIX_VENV).
+# Install automix and the exact, tested set of its dependencies into ./.venv (or $AUTOMIX_VENV).
+# (Into an environment you already have, e.g. one with your CUDA torch: docs/install.md.)
 #
-# torch is pinned to 2.13.0 through a constraints file, so no dependency can swap it for another
-# build. mup 1.0.0 declares an unpinned torchvision, which would pull a CUDA torch and break
-# `import transformers`: it is installed with --no-deps (its real needs are in pyproject.toml).
+# pyproject.toml states version ranges; scripts/constraints.txt pins every package of the set CI
+# passed (torch 2.13.0 among them), so the quickstart is reproducible and no dependency can swap
+# torch for another build. mup 1.0.0 declares an unpinned torchvision, which would pull a CUDA torch
+# and break `import transformers`: it is installed with --no-deps (its real needs are in pyproject.toml).
 # GPU machines: PyPI's torch 2.13.0 wheel for Linux x86_64 is already a CUDA build; for another CUDA
 # version set PIP_EXTRA_INDEX_URL to PyTorch's wheel index for it before running this script.
 set -euo pipefail
