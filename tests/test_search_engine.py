@@ -51,7 +51,7 @@ def bowl(params, report):
 def run(tmp_path, name, objective=bowl, **kw):
     space = kw.pop("space", SPACE)
     settings = {"metric": "loss", "concurrency": 2, "scheduler": "none", "verbose": False, **kw}
-    return automix.search(objective, space, study=name, work_dir=tmp_path / name, **settings)
+    return automix.search_objective(objective, space, study=name, work_dir=tmp_path / name, **settings)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
