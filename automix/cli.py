@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the study where it stopped")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://HOST:10001)")
     p.add_argument("--join", action="store_true", help="run alongside other drivers of the same study")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's and MLflow's output (see WORK/automix.log)")
     p.set_defaults(func=_search)
 
     p = sub.add_parser("train", help="one training run with the config's own values (no search)")

@@ -153,7 +153,7 @@ def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_pa
     exp = client.get_experiment_by_name("resume").experiment_id
     open_run = client.create_run(exp, tags={"mlflow.parentRunId": first.mlflow_parent_run_id})
 
-    with pytest.raises(automix.ConfigError, match="--resume"):
+    with pytest.raises(automix.ConfigError, match="resume=True"):
         run(tmp_path, "resume", n_trials=6)
     result = run(tmp_path, "resume", n_trials=6, resume=True)
     trials = result.study.trials
