@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna.distributions as od
-import yaml
 from pydantic import ValidationError
 
-from automix.config._study import ConfigError, config_keys, did_you_mean, format_validation_error
+from automix.config._study import ConfigError, config_keys, did_you_mean, format_validation_error, read_yaml_mapping
 from trainer.config import TrainConfig
 
 ALIASES = {
@@ -121,12 +120,7 @@ def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace
     every name maps onto a trainer field and every bound, choice and grid value is one the trainer
     accepts. Any problem is a one-line ConfigError naming the file."""
     source = resolve_space_path(path)
-    try:
-        raw = yaml.safe_load(source.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"search space {source} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"search space {source} must be a mapping with a 'params' key")
+    raw = read_yaml_mapping(source, f"search space {source}", "a mapping with a 'params' key")
     for key in raw:
         if key != "params":
             # A param written at the top level (or a misspelt `params`) would otherwise be ignored.

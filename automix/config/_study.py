@@ -188,6 +188,17 @@ def did_you_mean(key: str, model: type[BaseModel] | list[str]) -> str:
     return f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else ""
 
 
+def read_yaml_mapping(path: Path, name: str, shape: str) -> dict:
+    """The YAML mapping in `path`; a one-line ConfigError, naming the file as `name`, if it is not one."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{name} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must hold {shape}")
+    return raw
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Read a YAML study config, apply `a.b=value` overrides (values parsed as YAML), validate.
 
@@ -197,12 +208,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found: pass the path of a YAML study config")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of config sections")
+    raw = read_yaml_mapping(path, str(path), "a mapping of config sections")
     given: dict[str, str] = {}  # dotted key -> the override that set it
     for item in overrides:
         key, sep, value = item.partition("=")
