@@ -16,6 +16,7 @@ console: it goes to WORK/automix.log, unless `AUTOMIX_VERBOSE=1` (`automix searc
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import sys
@@ -420,14 +421,21 @@ def quiet_output(log_path: Path) -> Iterator[IO[str]]:
     if _fileno(sys.stderr) == 2:  # the real stderr: keep a copy of the descriptor for the console
         own = os.fdopen(os.dup(2), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8")
         console_stream = own
+    # automix's own warnings (a database or tracking server that stopped answering) stay on the
+    # console as one line each, besides going to the log with everything else.
+    notices = logging.StreamHandler(console_stream)
+    notices.setLevel(logging.WARNING)
+    notices.setFormatter(logging.Formatter("automix: %(message)s"))
     with open(log_path, "a", buffering=1, encoding="utf-8") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}\n")
         for fd in (1, 2):
             os.dup2(log.fileno(), fd)
+        logging.getLogger("automix").addHandler(notices)
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 yield console_stream
         finally:
+            logging.getLogger("automix").removeHandler(notices)
             log.flush()
             for fd, copy in saved.items():
                 os.dup2(copy, fd)

@@ -72,7 +72,10 @@ def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, join:
     for trial in study.trials if not join else ():
         if trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={REQUEUED_FROM: trial.number})
+            # A crash between Optuna's ask and its suggestions leaves a trial without params: it
+            # never trained, so there is nothing to re-run.
+            if trial.params:
+                study.enqueue_trial(trial.params, user_attrs={REQUEUED_FROM: trial.number})
     invocation = int(study.user_attrs.get(INVOCATION_ATTR, 0))
     study.set_user_attr(INVOCATION_ATTR, invocation + 1)
     done = sum(trained(t) for t in study.trials)
