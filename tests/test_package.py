@@ -9,10 +9,7 @@ import pytest
 
 
 def _loaded_after(module: str, forbidden: tuple[str, ...]) -> list[str]:
-    code = (
-        f"import sys, {module}\n"
-        f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
-    )
+    code = f"import sys, {module}\nprint(' '.join(m for m in {forbidden!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True, text=True)
     return out.stdout.split()
 

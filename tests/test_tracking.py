@@ -5,7 +5,12 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from automix.config._study import default_cache_dir
-from automix.tracking._store import Tracker, default_tracking_uri, seed_sqlite_store
+from automix.tracking._store import Tracker, seed_sqlite_store
+
+
+def default_tracking_uri(work_dir) -> str:
+    """The store `automix.Workspace` gives a work directory."""
+    return f"sqlite:///{work_dir / 'mlflow.db'}"
 
 
 def _runs(uri: str, experiment: str) -> list[str]:

@@ -37,12 +37,6 @@ ROLE_TAG = "automix.role"  # "search" on a parent run, "trial" on a trial's run
 KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI shows a GenAI (traces) page unless told otherwise
 VIEW_KEY = "automix-trials"  # the shared view of the trials: experiment tag mlflow.sharedViewState.<key>
 COLUMNS = ("tags.`state`", "metrics.`tokens`")  # shown after the params and the searched metrics
-_PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
-
-
-def default_tracking_uri(work_dir: Path) -> str:
-    """Embedded sqlite store in the work directory (MLflow 3 refuses a bare ./mlruns file store)."""
-    return f"sqlite:///{work_dir / 'mlflow.db'}"
 
 
 def seed_sqlite_store(uri: str) -> None:
