@@ -26,9 +26,13 @@ class StudyState:
 
 
 def _check_same_space(study: optuna.Study, space: SearchSpace) -> None:
-    """Every trial that was asked for params must have been asked over exactly this space."""
+    """Every trial that trained (COMPLETE or PRUNED) must have been asked over exactly this space.
+
+    A crash or a database outage in the middle of Optuna's suggestions leaves a RUNNING (later FAIL)
+    trial with only some of the params: it never trained, so it says nothing about the space.
+    """
     for trial in study.trials:
-        if trial.distributions and trial.distributions != space.distributions:
+        if trained(trial) and trial.distributions != space.distributions:
             raise ConfigError(
                 f"study '{study.study_name}' was searched over another space (trial {trial.number}: "
                 f"{sorted(trial.distributions)}): resume with the same space, or use a new study name"
