@@ -25,8 +25,8 @@ from automix.engine._progress import (
     fmt_duration,
     fmt_tokens,
     print_summary,
-    quiet_output,
 )
+from automix.engine._quiet import quiet_output
 
 PARAMS = {"weight_decay": 0.1234567, "learning_rate": 0.003, "epochs": 8, "mix_ratio": 0.25}
 

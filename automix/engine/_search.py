@@ -30,7 +30,8 @@ from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCall
 from automix.engine._driver import local_runtime_env, terminate_as_interrupt, watch_ray_processes
 from automix.engine._packing import resolve_gpus_per_trial
 from automix.engine._preflight import Plan, objective_plan, trainer_plan
-from automix.engine._progress import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
+from automix.engine._progress import ProgressCallback, planned_tokens
+from automix.engine._quiet import LOG_NAME, quiet_output
 from automix.engine._samplers import make_sampler
 from automix.engine._schedulers import TokenBudget, make_scheduler
 from automix.engine._searcher import StudySearcher
