@@ -7,12 +7,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.event
 import sqlalchemy.exc
 
 from automix.cli import main
 from automix.config import load_config
 from automix.study import StorageUnavailable, Workspace, open_storage
-from automix.study._storage import RetryingRDBStorage
+from automix.study._storage import RetryingStorage
 
 SPACE = {
     "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
@@ -70,7 +71,7 @@ def _flaky(failures: int, error: Exception):
 
 def test_a_database_call_waits_out_an_unreachable_server(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'retry.db'}", retry_s=5)
-    assert isinstance(storage, RetryingRDBStorage)
+    assert isinstance(storage, RetryingStorage)
     down = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("could not connect to server"))
     call, calls = _flaky(2, down)
     assert storage.call_with_retry("get_all_trials", call) == "done" and len(calls) == 3
@@ -87,3 +88,25 @@ def test_past_the_bound_the_call_raises_one_line_and_other_errors_are_not_retrie
     with pytest.raises(sqlalchemy.exc.IntegrityError):
         storage.call_with_retry("create_new_trial", call)
     assert len(calls) == 1
+
+
+def test_a_study_read_through_optunas_trial_cache_waits_out_an_outage(tmp_path):
+    """The outage the cluster test met: the server goes away while Optuna's trial cache reads new
+    trials inside `study.get_trials`; the call waits and then returns every trial."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'outage.db'}", retry_s=10)
+    study = optuna.create_study(study_name="outage", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    # What psycopg2 and SQLAlchemy raise when PostgreSQL restarts: the connection dies, then the
+    # session that used it refuses its next statement until rolled back.
+    outage = [
+        sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly")),
+        sqlalchemy.exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled back"),
+    ]
+
+    def refuse(*_):
+        if outage:
+            raise outage.pop(0)
+
+    fresh = optuna.load_study(study_name="outage", storage=storage)
+    sqlalchemy.event.listen(storage.backend.engine, "before_cursor_execute", refuse)
+    assert len(fresh.get_trials(deepcopy=False)) == 2 and not outage

@@ -8,16 +8,15 @@ costs a search a pause, not its trials; past the bound the call raises `StorageU
 
 from __future__ import annotations
 
-import functools
+import abc
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, get_storage
 from optuna.storages.journal import JournalFileBackend
 
 from automix.config._study import ConfigError
@@ -41,7 +40,7 @@ def open_storage(url: str, retry_s: float = DEFAULT_RETRY_S, attempts: int = 5) 
         try:
             if is_journal(url):
                 return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-            return RetryingRDBStorage(url, engine_kwargs=_engine_kwargs(url), retry_s=retry_s)
+            return RetryingStorage(RDBStorage(url, engine_kwargs=_engine_kwargs(url)), retry_s=retry_s)
         except Exception as e:  # noqa: BLE001 - SQLAlchemy, driver and OS errors all mean "can't open it"
             error = e
             if not _lost_creation_race(e):
@@ -68,14 +67,24 @@ def _lost_creation_race(error: Exception) -> bool:
     )
 
 
+_LOST_CONNECTION = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.PendingRollbackError,
+)
+
+
 def _unreachable(error: BaseException | None) -> bool:
     """Whether an error (or what caused it) says the database could not be reached.
 
     RDBStorage re-raises SQLAlchemy errors from a commit as `StorageInternalError`, hence the walk
-    down the causes; integrity and data errors are not retried.
+    down the causes; integrity and data errors are not retried. `PendingRollbackError` is what a
+    session whose connection died mid-transaction raises on its next statement; RDBStorage rolls the
+    session back on any error, so the next attempt starts clean.
     """
     while error is not None:
-        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        if isinstance(error, _LOST_CONNECTION):
             return True
         if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
             return True
@@ -83,38 +92,23 @@ def _unreachable(error: BaseException | None) -> bool:
     return False
 
 
-class RetryingRDBStorage(RDBStorage):
-    """Optuna's `RDBStorage` whose public calls wait out an unreachable server for up to `retry_s` s.
+class RetryingStorage(BaseStorage):
+    """An Optuna storage whose every call waits out an unreachable database for up to `retry_s` s.
 
-    A subclass (not a wrapper) so Optuna still puts its trial cache in front of it, as it does for
-    every RDBStorage. Only the outermost call of a thread retries: RDBStorage's methods call each other.
+    It wraps what Optuna itself would use for the URL (`optuna.storages.get_storage`: RDBStorage
+    behind Optuna's trial cache) and retries at the public `BaseStorage` interface, so the calls the
+    cache makes inside (reading new trials) are covered too. The delegating methods are made below
+    from BaseStorage's own list, so a method added by a later Optuna version is not missed.
     """
 
-    def __init__(self, url: str, engine_kwargs: dict[str, Any] | None = None, retry_s: float = DEFAULT_RETRY_S):
-        super().__init__(url, engine_kwargs=engine_kwargs)
+    def __init__(self, backend: RDBStorage, retry_s: float = DEFAULT_RETRY_S):
+        self.backend = backend
+        self.url = backend.url
         self.retry_s = retry_s
-        self._local = threading.local()
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state.pop("_local", None)  # thread-local state does not pickle (Ray checkpoints the searcher)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._local = threading.local()
+        self._storage = get_storage(backend)
 
     def call_with_retry(self, name: str, call: Callable[[], Any]) -> Any:
         """Run one storage call; while the server is unreachable, retry until `retry_s` has passed."""
-        if getattr(self._local, "busy", False):
-            return call()
-        self._local.busy = True
-        try:
-            return self._retry(name, call)
-        finally:
-            self._local.busy = False
-
-    def _retry(self, name: str, call: Callable[[], Any]) -> Any:
         start, delay, warned = time.monotonic(), 0.5, False
         while True:
             try:
@@ -139,17 +133,18 @@ class RetryingRDBStorage(RDBStorage):
             return result
 
 
-def _retrying(name: str) -> Callable:
-    method = getattr(RDBStorage, name)
+def _delegate(name: str) -> Callable:
+    def call(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self._storage, name)
+        return self.call_with_retry(name, lambda: method(*args, **kwargs))
 
-    @functools.wraps(method)
-    def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        return self.call_with_retry(name, lambda: method(self, *args, **kwargs))
-
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = getattr(BaseStorage, name).__doc__
     return call
 
 
-# Every public call of Optuna's storage interface (BaseStorage), as RDBStorage implements it.
+# Every public call of Optuna's storage interface. Set before the class is used, and the abstract
+# set recomputed, because ABCMeta fixes a class's abstract methods when the class statement runs.
 for _name in sorted(n for n, v in vars(BaseStorage).items() if callable(v) and not n.startswith("_")):
-    if _name != "remove_session":
-        setattr(RetryingRDBStorage, _name, _retrying(_name))
+    setattr(RetryingStorage, _name, _delegate(_name))
+abc.update_abstractmethods(RetryingStorage)
