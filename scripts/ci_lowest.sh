@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI's lowest-versions job: a second, fresh venv with the LOWEST versions that pyproject.toml's
-# ranges allow of the libraries automix calls, then the fast test lane in it.
+# ranges allow of the libraries automix calls, then tests in it.
 #
 # The floors are read from pyproject.toml ("name>=X" becomes "name==X" in a generated constraints
 # file), so raising a floor there is all it takes to move this job. torch stays 2.13.0 (the CPU build
@@ -8,25 +8,27 @@
 # mup comes in with --no-deps as in scripts/install.sh. Everything else resolves to its newest
 # release that those floors admit.
 #
-# Tests: the fast lane (`-m "not slow and not cluster"`) less
-# test_package.py::test_layers_do_not_import_the_layers_above (which automix module may import which
-# of its own layers: the same under any library version, and ~40 s of subprocess imports), plus
-# one slow test, test_samplers_run_trials_through_ray_into_storage[botorch]: the fast lane runs no
-# Ray Tune search and no BoTorch sampler, so without it the ray, botorch and optuna-integration
-# floors would go unchecked (it runs a real Tuner with the StudySearcher, the BoTorch sampler and
-# the MLflow callback). Set LOWEST_PYTEST_ARGS to run something else instead.
-# Budget: CI must stay under 20 minutes on 2 cores. Measured here on a loaded machine (load average
-# ~8 on 2 cores): 6.6 min wall, 3.1 min CPU (docs/install.md has the figures).
+# Tests: the fast tests of the files that touch version-dependent APIs (`fast` below), plus
+# test_samplers_run_trials_through_ray_into_storage[botorch]: the fast tests run no BoTorch sampler,
+# so without it the ray, botorch and optuna-integration floors would go unchecked (it runs a real
+# Tuner with the StudySearcher, the BoTorch sampler and the MLflow callback). Set
+# LOWEST_PYTEST_ARGS to run something else instead (phase `all` only).
+# Usage: ci_lowest.sh [all|early|ray]. `early` builds the venv and runs the fast tests, which start
+# no Ray cluster, so .ci/run runs it beside the main suite (mostly waiting on subprocesses: 6.4 min
+# of CPU in 13 min); `ray` then runs the Ray test alone, as two local Ray clusters at once collide.
+# Budget: CI must stay under 20 minutes on 2 cores (docs/install.md has the measured figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${AUTOMIX_LOWEST_VENV:-build/venv-lowest}  # build/ is git-ignored
 PYTHON=${PYTHON:-python3}
 LOWEST=(optuna optuna-integration ray mlflow transformers datasets botorch)
+PHASE=${1:-all}
+PY="$VENV/bin/python"
 start=$(date +%s)
 
+install() {
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
-PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 "$PY" - "${LOWEST[@]}" >"$VENV/lowest.txt" <<'EOF'
 import re, sys, tomllib
@@ -67,20 +69,37 @@ if "$PY" -c "import torchvision" 2>/dev/null; then
   exit 1
 fi
 echo "lowest venv installed in $(($(date +%s) - start)) s"
+}
+
+# The fast tests that touch the version-dependent APIs (MLflow store, Optuna storage and samplers,
+# transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 20 min.
+# The one of them that runs a search (so starts Ray) goes with the Ray test.
+JOURNAL_SEARCH=tests/test_storage.py::test_a_journal_study_goes_through_search_and_report
+fast() {
+  "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/fast -m "not slow and not cluster" \
+    --deselect "$JOURNAL_SEARCH" tests/test_tracking.py tests/test_storage.py tests/test_export.py \
+    tests/test_data.py tests/test_cost_sampler.py tests/test_train.py tests/test_cli.py
+}
+
+ray_test() {
+  "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/ray "$JOURNAL_SEARCH" \
+    "tests/test_search_engine.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
+}
 
 status=0
-if [ -n "${LOWEST_PYTEST_ARGS:-}" ]; then
-  read -r -a args <<<"$LOWEST_PYTEST_ARGS"
-  "$PY" -m pytest -q -p no:cacheprovider "${args[@]}" || status=$?
-else
-  # Two runs, as -m would deselect the slow test even when named; the fast lane's summary comes last.
-  "$PY" -m pytest -q -p no:cacheprovider \
-    "tests/test_search_engine.py::test_samplers_run_trials_through_ray_into_storage[botorch]" || status=$?
-  # The fast tests that touch the version-dependent APIs (MLflow store, Optuna storage and samplers,
-  # transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 20 min.
-  "$PY" -m pytest -q -p no:cacheprovider -m "not slow and not cluster" \
-    tests/test_tracking.py tests/test_storage.py tests/test_export.py tests/test_data.py \
-    tests/test_cost_sampler.py tests/test_train.py tests/test_cli.py || status=$?
-fi
-echo "lowest-versions job: $(($(date +%s) - start)) s"
+case "$PHASE" in
+  early) install; fast || status=$? ;;
+  ray) ray_test || status=$? ;;
+  all)
+    install
+    if [ -n "${LOWEST_PYTEST_ARGS:-}" ]; then
+      read -r -a args <<<"$LOWEST_PYTEST_ARGS"
+      "$PY" -m pytest -q -p no:cacheprovider "${args[@]}" || status=$?
+    else
+      ray_test || status=$?
+      fast || status=$?
+    fi ;;
+  *) echo "ci_lowest: phase must be all, early or ray, not '$PHASE'" >&2; exit 2 ;;
+esac
+echo "lowest-versions job ($PHASE): $(($(date +%s) - start)) s"
 exit "$status"
