@@ -117,7 +117,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from automix.analysis._compare import compare_levers, summary_table
+    from automix.analysis._compare import compare_levers, difference_table, summary_table
     from automix.study._workspace import Workspace
     from trainer.atomic import write_json
 
@@ -126,6 +126,7 @@ def _compare(args: argparse.Namespace) -> int:
     configs = [_with_storage(load_config(path, overrides), args.storage) for path in paths]
     result = compare_levers(configs, _int_list(args.seeds, "--seeds"), args.workers)
     _print_rows(summary_table(result))
+    _print_rows(difference_table(result))
     print(f"written: {write_json(Workspace.from_config(configs[0]).path('compare.json'), result)}")
     return 0
 

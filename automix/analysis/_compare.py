@@ -3,7 +3,9 @@
 Each study searched one lever (mixing alone, tuning alone, or both) with the same U, proxy and
 trial count. The best trial of a study was *selected* on its own seed's noise, so its value is
 biased low; re-training its settings from seeds the search never saw gives unbiased means and the
-error bars. Both are reported.
+error bars. Both are reported, and the first study (the joint one) minus each other study,
+seed by seed: the re-runs of all studies share their seeds, so the seed's own luck (initialisation,
+data order) cancels in the difference and the interval is the paired one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
@@ -60,7 +63,37 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
                 "stats": {m: _stats([r.get(m) for r in runs]) for m in METRICS},
             }
         )
-    return {"unique_tokens": budgets.pop(), "seeds": list(seeds), "levers": levers}
+    return {
+        "unique_tokens": budgets.pop(),
+        "seeds": list(seeds),
+        "levers": levers,
+        "differences": [paired_difference(levers[0], other, m) for other in levers[1:] for m in DIFF_METRICS],
+    }
+
+
+DIFF_METRICS = ("target_val_loss", "target_acc")
+
+
+def paired_difference(first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95) -> dict:
+    """`first` minus `other` on `metric` over the seeds both re-ran: mean and a paired t interval.
+
+    Seeds where either run has no value are left out; with fewer than two pairs there is no interval.
+    """
+    pairs = [
+        (a, b)
+        for a, b in zip(first["reruns"][metric], other["reruns"][metric], strict=True)
+        if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)
+    ]
+    d = np.array([a - b for a, b in pairs], dtype=float)
+    out: dict[str, Any] = {"first": first["study"], "other": other["study"], "metric": metric, "n": len(d)}
+    out["mean"] = float(d.mean()) if len(d) else None
+    out["low"] = out["high"] = None
+    if len(d) > 1:
+        half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        out["low"], out["high"] = float(d.mean() - half), float(d.mean() + half)
+    out["level"] = level
+    out["excludes_zero"] = out["low"] is not None and (out["low"] > 0 or out["high"] < 0)
+    return out
 
 
 def _float(value: Any) -> float | None:
@@ -85,6 +118,23 @@ def summary_table(result: dict[str, Any]) -> list[dict[str, str]]:
             row[f"{metric} (n={m['n']})"] = "n/a" if m["mean"] is None else f"{m['mean']:.4f} ± {m['sd']:.4f}"
         row["chance"] = _fmt(st["target_acc_chance"]["mean"])
         rows.append(row)
+    return rows
+
+
+def difference_table(result: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per (other study, metric): the first study minus it, mean and interval, paired by seed."""
+    rows = []
+    for d in result.get("differences", []):
+        interval = "n/a" if d["low"] is None else f"[{d['low']:+.4f}, {d['high']:+.4f}]"
+        rows.append(
+            {
+                "difference": f"{d['first']} - {d['other']}",
+                "metric": d["metric"],
+                "mean": "n/a" if d["mean"] is None else f"{d['mean']:+.4f}",
+                f"{d['level']:.0%} interval (n={d['n']} seeds)": interval,
+                "beyond seed noise": "yes" if d["excludes_zero"] else "no",
+            }
+        )
     return rows
 
 

@@ -35,7 +35,7 @@ import plotly.graph_objects as go  # noqa: E402
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator  # noqa: E402
 from plotly.offline import get_plotlyjs  # noqa: E402
 
-from automix.analysis._compare import plot_compare, summary_table  # noqa: E402
+from automix.analysis._compare import difference_table, plot_compare, summary_table  # noqa: E402
 from automix.analysis._multiplier import plot_multiplier  # noqa: E402
 from automix.analysis._readback import StudyData, load_study_data  # noqa: E402
 from automix.config._study import StudyConfig  # noqa: E402
@@ -296,6 +296,9 @@ def _compare(data: StudyData, report: Report, section: Section) -> None:
             f"Best settings of each study at U = {result['unique_tokens']:,}, re-trained with seeds {result['seeds']}."
         )
         section.table(summary_table(result))
+        if rows := difference_table(result):
+            section.text("The first study minus each other one, paired by seed:")
+            section.table(rows)
         report.png(section, plot_compare(result), "mix_vs_tune")
 
 
