@@ -76,12 +76,14 @@ echo "lowest venv installed in $(($(date +%s) - start)) s"
 # The one of them that runs a search (so starts Ray) goes with the Ray test.
 JOURNAL_SEARCH=tests/test_storage.py::test_a_journal_study_goes_through_search_and_report
 fast() {
+  mkdir -p build/lowest-tmp  # pytest makes --basetemp itself, not its parents
   "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/fast -m "not slow and not cluster" \
     --deselect "$JOURNAL_SEARCH" tests/test_tracking.py tests/test_storage.py tests/test_export.py \
     tests/test_data.py tests/test_cost_sampler.py tests/test_train.py tests/test_cli.py
 }
 
 ray_test() {
+  mkdir -p build/lowest-tmp
   "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/ray "$JOURNAL_SEARCH" \
     "tests/test_search_engine.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
 }
