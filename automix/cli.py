@@ -127,7 +127,8 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare_levers(configs, _int_list(args.seeds, "--seeds"), args.workers)
     _print_rows(summary_table(result))
     _print_rows(difference_table(result))
-    print(f"written: {write_json(Workspace.from_config(configs[0]).path('compare.json'), result)}")
+    out = args.out or Workspace.from_config(configs[0]).path("compare.json")
+    print(f"written: {write_json(out, result)}")
     return 0
 
 
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--seeds", default="1,2", help="seeds for the re-runs (the search used the config's seed)")
     p.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
+    p.add_argument("--out", type=Path, help="result file (default: compare.json in the first study's work_dir)")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
