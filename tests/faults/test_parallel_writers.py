@@ -54,7 +54,8 @@ def test_two_drivers_join_one_journal_study(tmp_path):
     trained = [t for t in study.trials if t.state == TrialState.COMPLETE]
     # Each driver stops asking once the study is full; two asking at the same instant may add one.
     assert N_TRIALS <= len(trained) <= N_TRIALS + 1
-    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # none lost, none left RUNNING
+    states = {t.number: (t.state.name, t.user_attrs) for t in study.trials if t.state != TrialState.COMPLETE}
+    assert not states, states  # none lost, none left RUNNING
     assert len({t.number for t in study.trials}) == len(study.trials)
     runs = []
     for i in range(2):
