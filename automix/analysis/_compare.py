@@ -20,6 +20,7 @@ from scipy import stats
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
 from automix.config._study import ConfigError, StudyConfig
+from automix.study._results import trained
 
 METRICS = ("target_val_loss", "target_acc", "aux_val_loss", "aux_acc", "target_acc_chance")
 
@@ -49,7 +50,7 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
             {
                 "study": config.study,
                 "space": Path(config.search.space).stem,
-                "n_trials": len(data.trials),
+                "n_trials": sum(trained(t) for t in data.study.trials),  # not the rejected suggestions
                 "n_complete": len(data.completed),
                 "best_trial": best.number,
                 "settings": {
