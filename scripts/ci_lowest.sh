@@ -71,20 +71,27 @@ fi
 echo "lowest venv installed in $(($(date +%s) - start)) s"
 }
 
+# pytest in the lowest venv, with a basetemp of its own per phase (pytest makes it, not its parents).
+lowest_pytest() {
+  local name=$1
+  shift
+  mkdir -p build/lowest-tmp
+  "$PY" -m pytest -q -p no:cacheprovider --basetemp="build/lowest-tmp/$name" "$@"
+}
+
 # The fast tests that touch the version-dependent APIs (MLflow store, Optuna storage and samplers,
 # transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 20 min.
 # The one of them that runs a search (so starts Ray) goes with the Ray test.
 JOURNAL_SEARCH=tests/test_storage.py::test_a_journal_study_goes_through_search_and_report
+
 fast() {
-  mkdir -p build/lowest-tmp  # pytest makes --basetemp itself, not its parents
-  "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/fast -m "not slow and not cluster" \
-    --deselect "$JOURNAL_SEARCH" tests/test_tracking.py tests/test_storage.py tests/test_export.py \
-    tests/test_data.py tests/test_cost_sampler.py tests/test_train.py tests/test_cli.py
+  lowest_pytest fast -m "not slow and not cluster" --deselect "$JOURNAL_SEARCH" tests/test_tracking.py \
+    tests/test_storage.py tests/test_export.py tests/test_data.py tests/test_cost_sampler.py \
+    tests/test_train.py tests/test_cli.py
 }
 
 ray_test() {
-  mkdir -p build/lowest-tmp
-  "$PY" -m pytest -q -p no:cacheprovider --basetemp=build/lowest-tmp/ray "$JOURNAL_SEARCH" \
+  lowest_pytest ray "$JOURNAL_SEARCH" \
     "tests/test_search_engine.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
 }
 
@@ -96,7 +103,7 @@ case "$PHASE" in
     install
     if [ -n "${LOWEST_PYTEST_ARGS:-}" ]; then
       read -r -a args <<<"$LOWEST_PYTEST_ARGS"
-      "$PY" -m pytest -q -p no:cacheprovider "${args[@]}" || status=$?
+      lowest_pytest custom "${args[@]}" || status=$?
     else
       ray_test || status=$?
       fast || status=$?
