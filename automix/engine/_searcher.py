@@ -16,6 +16,8 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
   the region) or with the params of a trial already trained to its end (the trainer is
   deterministic: same params and seed, same result): it is recorded PRUNED with a `REJECTED` user
   attribute, is never trained, does not count, and the next try comes from random suggestions;
+- finishes without asking when a finite space (integers, stepped floats, categories) has every
+  point trained to its end, so resuming an exhausted study adds no rejected trials;
 - lets a point the sampler proposes again after the scheduler pruned it train to its end
   (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
   nothing from the cut and keeps proposing the same point, which a deterministic trainer would
@@ -29,7 +31,7 @@ import math
 from collections.abc import Callable
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.pruners import NopPruner
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage
@@ -138,7 +140,7 @@ class StudySearcher(Searcher):
         if trial_id not in self._trials:
             if self._study_is_full():
                 return Searcher.FINISHED  # running trials finish; no new ones start
-            trial = self._ask_untrained()
+            trial = None if self._space_is_exhausted() else self._ask_untrained()
             if trial is None:
                 return Searcher.FINISHED
             self._trials[trial_id] = trial
@@ -151,6 +153,18 @@ class StudySearcher(Searcher):
             trial.set_user_attr(REPEAT_OF_PRUNED, pruned)
             tags[KEEP_KEY] = True
         return {**params, **tags}
+
+    def _space_is_exhausted(self) -> bool:
+        """Whether the space is finite and every point of it was trained to its end."""
+        size = math.prod(_points(d) for d in self._space.values())
+        if math.isinf(size):
+            return False
+        trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trained = {tuple(sorted(t.params.items())) for t in trials if REJECTED not in t.user_attrs}
+        if len(trained) < size:
+            return False
+        log.warning("all %d points of the space were trained to their end: the space is exhausted", size)
+        return True
 
     def _ask_untrained(self) -> optuna.Trial | None:
         """Ask the study until a suggestion may be trained; None when the space is exhausted."""
@@ -268,3 +282,13 @@ class StudySearcher(Searcher):
             else:
                 self._study.tell(trial, state=TrialState.PRUNED)
         self._done.add(trial_id)
+
+
+def _points(distribution: BaseDistribution) -> float:
+    """How many values `distribution` can take (inf for a continuous range)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return len(distribution.choices)
+    step = getattr(distribution, "step", None)
+    if step is None:
+        return math.inf
+    return int(round((distribution.high - distribution.low) / step)) + 1
