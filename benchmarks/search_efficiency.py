@@ -47,9 +47,12 @@ from automix.engine._search import search_objective
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
-# (label, sampler, scheduler): automix's defaults, the cost-aware sampler, random search, and random search with ASHA.
+# (label, sampler, scheduler): automix's default, the other model-based samplers, random search with and without ASHA.
 METHODS = (
     ("automix default: gp + asha", "gp", "asha"),
+    ("robustgp + asha", "robustgp", "asha"),
+    ("tpe + asha", "tpe", "asha"),
+    ("costtpe + asha", "costtpe", "asha"),
     ("costei + asha", "costei", "asha"),
     ("costei, no scheduler", "costei", "none"),
     ("costgp + asha", "costgp", "asha"),

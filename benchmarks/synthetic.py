@@ -1,4 +1,4 @@
-"""A synthetic loss surface shaped like a data-constrained scaling law over (lr, wd, E, r).
+"""Synthetic loss surfaces shaped like a data-constrained scaling law over (lr, wd, E, r).
 
 Used to benchmark samplers where the optimum is known and a trial costs nothing but arithmetic.
 Shape (Muennighoff et al. 2023, plus mixing and hyperparameter bowls):
@@ -6,31 +6,79 @@ Shape (Muennighoff et al. 2023, plus mixing and hyperparameter bowls):
 - auxiliary tokens r·T help with a transfer efficiency c, and dilute the target when r is high;
 - the loss is E0 + B / (D' + c·r·T)^β, plus log-quadratic bowls around the best lr and around a
   best weight decay that grows with repetition (the two levers interact; docs/design.md "Search").
+
+A default chosen on one surface need not carry to another, so there are several (`SURFACES`): the
+one the samplers were first measured on, and variants whose optimum sits elsewhere in the space
+(cheap or dear, mixing useful or not, narrow or wide bowls).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-
-U = 100_000
-R_STAR = 15.0
-E0, B, BETA = 1.0, 60.0, 0.38
-TRANSFER, DILUTION = 0.35, 0.25
-LR_STAR, K_LR, K_WD = 5e-3, 0.08, 0.06
+import random
+from dataclasses import dataclass
 
 
-def train_tokens(params: dict) -> float:
-    """T = E·U / (1 − r)."""
-    return params["epochs"] * U / (1.0 - params["mix_ratio"])
+@dataclass(frozen=True)
+class Surface:
+    """One data-constrained loss surface; `loss(params)` is a trial's final loss, `train_tokens` its cost."""
+
+    unique: float = 100_000  # U, unique target tokens
+    r_star: float = 15.0  # repetitions after which more epochs stop adding value
+    e0: float = 1.0
+    b: float = 60.0
+    beta: float = 0.38
+    transfer: float = 0.35  # worth of an auxiliary token relative to a fresh target token
+    dilution: float = 0.25  # penalty on a high mixing ratio: r³ times this
+    lr_star: float = 5e-3
+    k_lr: float = 0.08  # width of the learning-rate bowl (per decade²)
+    k_wd: float = 0.06
+    wd_growth: float = 0.7  # best weight decay = 0.1 · E^wd_growth
+    diverge_lr: float = math.inf  # above this lr (halved per decade of weight decay below 0.1) training diverges
+    diverged: float = 7.0  # the loss of a diverged run: about log(vocabulary size)
+    noise: float = 0.0  # std of seed noise on the loss, a fixed draw per point (the same params, the same loss)
+
+    def train_tokens(self, params: dict) -> float:
+        """T = E·U / (1 − r)."""
+        return params["epochs"] * self.unique / (1.0 - params["mix_ratio"])
+
+    def loss(self, params: dict) -> float:
+        """Final target loss of a trial with these params (deterministic)."""
+        e, r = params["epochs"], params["mix_ratio"]
+        repeated = self.unique + self.unique * self.r_star * (1.0 - math.exp(-(e - 1.0) / self.r_star))
+        aux = r * self.train_tokens(params)
+        data_term = self.b / (repeated + self.transfer * aux) ** self.beta
+        wd_star = 0.1 * e**self.wd_growth
+        bowls = self.k_lr * math.log10(params["learning_rate"] / self.lr_star) ** 2
+        bowls += self.k_wd * math.log10(params["weight_decay"] / wd_star) ** 2
+        limit = self.diverge_lr * min(1.0, params["weight_decay"] / 0.1) ** 0.3
+        if params["learning_rate"] > limit:
+            return self.diverged
+        return self.e0 + data_term + self.dilution * r**3 + bowls + self.noise * _draw(params)
 
 
-def loss(params: dict) -> float:
-    """Final target loss of a trial with these params (deterministic)."""
-    e, r = params["epochs"], params["mix_ratio"]
-    repeated = U + U * R_STAR * (1.0 - math.exp(-(e - 1.0) / R_STAR))
-    aux = r * train_tokens(params)
-    data_term = B / (repeated + TRANSFER * aux) ** BETA
-    wd_star = 0.1 * e**0.7  # more repetition wants more decay
-    bowls = K_LR * math.log10(params["learning_rate"] / LR_STAR) ** 2
-    bowls += K_WD * math.log10(params["weight_decay"] / wd_star) ** 2
-    return E0 + data_term + DILUTION * r**3 + bowls
+def _draw(params: dict) -> float:
+    """A standard normal draw fixed by the params: a deterministic stand-in for seed noise."""
+    key = repr(sorted((k, round(float(v), 9)) for k, v in params.items())).encode()
+    rng = random.Random(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
+    return rng.gauss(0.0, 1.0)
+
+
+SURFACES = {
+    # the surface of BENCHMARKS.md's first sampler tables: the optimum at high E and r (dear points)
+    "paper": Surface(),
+    # little data, repetition saturates after ~4 epochs, mixing transfers well: best at mid E, high r
+    "scarce": Surface(unique=25_000, r_star=4.0, transfer=0.6, dilution=0.15),
+    # the auxiliary language barely helps and dilutes: best at r = 0, tuning is the lever
+    "no_mix": Surface(transfer=0.03, dilution=0.6, k_wd=0.15, wd_growth=1.0),
+    # narrow bowls around a low lr and a decay that grows slowly: the hyperparameters matter most
+    "sharp": Surface(lr_star=1.5e-3, k_lr=0.3, k_wd=0.2, wd_growth=0.3, r_star=8.0),
+    # training diverges (loss ≈ log vocabulary) above an lr near the best one: a cliff next to the optimum
+    "cliff": Surface(diverge_lr=8e-3),
+    # seed noise of 0.01 nats (what RESULTS.md measures between seeds of one config is larger)
+    "noisy": Surface(noise=0.01),
+}
+DEFAULT = SURFACES["paper"]
+train_tokens = DEFAULT.train_tokens
+loss = DEFAULT.loss

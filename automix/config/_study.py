@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
-SAMPLERS = ("tpe", "gp", "costei", "costgp", "botorch", "random", "qmc", "grid", "cmaes")
+SAMPLERS = ("tpe", "gp", "robustgp", "costtpe", "costgp", "costei", "botorch", "random", "qmc", "grid", "cmaes")
 
 
 class ConfigError(ValueError):

@@ -9,7 +9,7 @@ import optuna
 import optuna.distributions as od
 
 from automix.config._space import SearchSpace
-from automix.config._study import ConfigError
+from automix.config._study import SAMPLERS, ConfigError
 
 
 def grid_values(space: SearchSpace) -> dict[str, list]:
@@ -70,9 +70,19 @@ def make_sampler(
 
         startup = CheapStartSampler(space.distributions, cost, seed)
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5, independent_sampler=startup)
+    if name == "costtpe":
+        # TPE after 10 cheap start-up points instead of 10 uniform random ones.
+        from automix.engine._cost_sampler import CheapStartSampler, StagedSampler
+
+        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=0)
+        return StagedSampler(CheapStartSampler(space.distributions, cost, seed), tpe, n=10)
+    if name == "robustgp":
+        from automix.engine._robust_sampler import RobustSampler
+
+        return RobustSampler(optuna.samplers.GPSampler(seed=seed))
     if name == "grid":
         return SweepSampler(grid_values(space), seed=seed)
-    raise ConfigError(f"unknown sampler '{name}': choose one of tpe, gp, costei, botorch, random, qmc, grid, cmaes")
+    raise ConfigError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}")
 
 
 def grid_size(space: SearchSpace) -> int:
