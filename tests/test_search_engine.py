@@ -252,14 +252,15 @@ def test_the_searcher_finishes_without_asking_once_a_finite_space_is_trained():
         {"x": {"type": "int", "low": 0, "high": 2}, "r": {"type": "float", "low": 0, "high": 0.5, "step": 0.25}}
     )
     searcher = StudySearcher(
-        space=space.distributions, metric="loss", mode="min", sampler=make_sampler("random", space, 0), target=100
-    )
+        space=space.distributions, metric="loss", mode="min", sampler=make_sampler("random", space, 0),
+        cost=lambda p: p["x"] + p["r"], max_cost=2.0, target=100,
+    )  # fmt: skip
     finished = 0
     while (config := searcher.suggest(trial_id := f"t{finished}")) != Searcher.FINISHED:
         searcher.on_trial_complete(trial_id, {"tokens": 1, "loss": config["x"] + config["r"], FINAL_KEY: True})
         finished += 1
     trials = searcher.study.trials
     trained = {(t.params["x"], t.params["r"]) for t in trials if t.state == TrialState.COMPLETE}
-    assert len(trained) == 9 and finished == 9  # every point of the 3 × 3 space, each once
+    assert len(trained) == 7 and finished == 7  # the 3 × 3 space but x = 2 with r > 0 (over the cap), each once
     assert searcher.suggest("later") == Searcher.FINISHED
     assert len(searcher.study.trials) == len(trials)  # asking again (a resume) adds no rejected trials

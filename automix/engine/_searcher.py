@@ -17,7 +17,8 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
   deterministic: same params and seed, same result): it is recorded PRUNED with a `REJECTED` user
   attribute, is never trained, does not count, and the next try comes from random suggestions;
 - finishes without asking when a finite space (integers, stepped floats, categories) has every
-  point trained to its end, so resuming an exhausted study adds no rejected trials;
+  point within the cost cap trained to its end, so resuming an exhausted study adds no rejected
+  trials;
 - lets a point the sampler proposes again after the scheduler pruned it train to its end
   (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
   nothing from the cut and keeps proposing the same point, which a deterministic trainer would
@@ -26,6 +27,7 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -57,6 +59,7 @@ from automix.protocol import (
 )
 
 MAX_REJECTIONS = 1000
+MAX_POINTS = 100_000  # a finite space up to this size is checked point by point for exhaustion
 MAX_REPEATS = 100  # suggestions in a row that were all trained already: the space is exhausted
 SAME_PARAMS = "same params as trial"
 
@@ -155,15 +158,17 @@ class StudySearcher(Searcher):
         return {**params, **tags}
 
     def _space_is_exhausted(self) -> bool:
-        """Whether the space is finite and every point of it was trained to its end."""
-        size = math.prod(_points(d) for d in self._space.values())
-        if math.isinf(size):
+        """Whether the space is finite and every point of it within the cost cap was trained to its end."""
+        points = _finite_points(self._space)
+        if points is None:
             return False
+        if self._cost is not None:
+            points = [p for p in points if self._cost(p) <= self._max_cost]
         trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         trained = {tuple(sorted(t.params.items())) for t in trials if REJECTED not in t.user_attrs}
-        if len(trained) < size:
+        if len(trained) < len(points):  # trained points are all in the space and within the cap
             return False
-        log.warning("all %d points of the space were trained to their end: the space is exhausted", size)
+        log.warning("all %d points of the space were trained to their end: the space is exhausted", len(points))
         return True
 
     def _ask_untrained(self) -> optuna.Trial | None:
@@ -284,11 +289,17 @@ class StudySearcher(Searcher):
         self._done.add(trial_id)
 
 
-def _points(distribution: BaseDistribution) -> float:
-    """How many values `distribution` can take (inf for a continuous range)."""
-    if isinstance(distribution, CategoricalDistribution):
-        return len(distribution.choices)
-    step = getattr(distribution, "step", None)
-    if step is None:
-        return math.inf
-    return int(round((distribution.high - distribution.low) / step)) + 1
+def _finite_points(space: dict[str, BaseDistribution]) -> list[dict] | None:
+    """Every point of a finite space (integers, stepped floats, categories) of up to MAX_POINTS; else None."""
+    axes = {}
+    for name, d in space.items():
+        if isinstance(d, CategoricalDistribution):
+            axes[name] = list(d.choices)
+        elif getattr(d, "step", None) is not None:
+            n = int(round((d.high - d.low) / d.step)) + 1
+            axes[name] = [d.low + i * d.step for i in range(n)]
+        else:
+            return None
+    if math.prod(len(v) for v in axes.values()) > MAX_POINTS:
+        return None
+    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
