@@ -127,7 +127,7 @@ def target_and_grid(space: SearchSpace, surface: Surface, kind: str) -> tuple[fl
     )
 
 
-def measure(surface_name: str, names: list[str], space: SearchSpace, seeds: int, kind: str) -> dict[str, float]:
+def measure(surface_name: str, names: list[str], space: SearchSpace, seeds: range, kind: str) -> dict[str, float]:
     """Print one surface's table; return each sampler's median tokens to the target (inf: not reached)."""
     surface = SURFACES[surface_name]
     target, grid_tokens, described = target_and_grid(space, surface, kind)
@@ -136,7 +136,7 @@ def measure(surface_name: str, names: list[str], space: SearchSpace, seeds: int,
     print("|---|---|---|---|---|---|")
     medians = {}
     for name in names:
-        results = [run(name, space, surface, s, target) for s in range(seeds)]
+        results = [run(name, space, surface, s, target) for s in seeds]
         reached = [r for r in results if r[0] is not None]
         medians[name] = statistics.median(r[1] if r[0] is not None else math.inf for r in results)
         trials = statistics.median(r[0] if r[0] is not None else math.inf for r in results)
@@ -152,6 +152,7 @@ def measure(surface_name: str, names: list[str], space: SearchSpace, seeds: int,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
     parser.add_argument("--samplers", nargs="*", default=["tpe", "optuna-tpe", "gp", "costgp", "costei", "random"])
     parser.add_argument("--surfaces", nargs="*", default=["paper"], choices=sorted(SURFACES))
     parser.add_argument("--target", choices=("optimum", "grid5"), default="optimum")
@@ -164,7 +165,8 @@ def main() -> None:
             wall, cpu = seconds_per_suggestion(name, space, args.time_at)
             print(f"{name}: {wall:.2f} s wall, {cpu:.2f} s CPU per suggestion after {args.time_at} trials")
         return
-    medians = {s: measure(s, args.samplers, space, args.seeds, args.target) for s in args.surfaces}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    medians = {s: measure(s, args.samplers, space, seeds, args.target) for s in args.surfaces}
     print("\n| sampler | " + " | ".join(medians) + " | geometric mean |")
     print("|---|" + "---|" * (len(medians) + 1))
     for name in args.samplers:

@@ -36,7 +36,7 @@ class Surface:
     k_wd: float = 0.06
     wd_growth: float = 0.7  # best weight decay = 0.1 · E^wd_growth
     diverge_lr: float = math.inf  # above this lr (halved per decade of weight decay below 0.1) training diverges
-    diverged: float = 7.0  # the loss of a diverged run: about log(vocabulary size)
+    diverged: float = 7.0  # the loss of a diverged run: about log(vocabulary size), or NaN
     noise: float = 0.0  # std of seed noise on the loss, a fixed draw per point (the same params, the same loss)
 
     def train_tokens(self, params: dict) -> float:
@@ -76,6 +76,8 @@ SURFACES = {
     "sharp": Surface(lr_star=1.5e-3, k_lr=0.3, k_wd=0.2, wd_growth=0.3, r_star=8.0),
     # training diverges (loss ≈ log vocabulary) above an lr near the best one: a cliff next to the optimum
     "cliff": Surface(diverge_lr=8e-3),
+    # the same cliff, but a diverged run's loss is NaN: automix records the trial FAIL
+    "nan_cliff": Surface(diverge_lr=8e-3, diverged=math.nan),
     # seed noise of 0.01 nats (what RESULTS.md measures between seeds of one config is larger)
     "noisy": Surface(noise=0.01),
 }

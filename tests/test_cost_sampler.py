@@ -12,7 +12,6 @@ from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
 from automix.engine._cost_sampler import CostAwareSampler, Encoder, log_ei
-from automix.engine._robust_sampler import RobustSampler
 from automix.engine._samplers import make_sampler
 
 SPACE = {
@@ -150,40 +149,3 @@ def test_costtpe_starts_tpe_from_cheap_points_then_hands_over():
     assert max(later) > max(startup)  # TPE's suggestions are not confined to the cheap quarter
     again = run(make_sampler("costtpe", space, 2, cost=tokens), SPACE, bowl, 14)
     assert [t.params for t in again.trials] == [t.params for t in study.trials]  # seeded
-
-
-class Recording(optuna.samplers.RandomSampler):
-    """A sampler that keeps what the study looked like when it was asked."""
-
-    def infer_relative_search_space(self, study, trial):
-        return {"x": od.FloatDistribution(0, 1)}
-
-    def sample_relative(self, study, trial, search_space):
-        self.seen = [(t.state, t.value, t.params) for t in study.get_trials()]
-        return {}
-
-
-@pytest.mark.parametrize("direction", ["minimize", "maximize"])
-def test_robust_sampler_clips_losses_at_the_median_and_counts_failures(direction):
-    sign = 1 if direction == "minimize" else -1
-    inner = Recording(seed=0)
-    study = optuna.create_study(direction=direction, sampler=RobustSampler(inner))
-    x = od.FloatDistribution(0, 1)
-    for i, loss in enumerate([1.0, 1.1, 1.2, 7.0, 7.0]):  # two diverged runs
-        study.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions={"x": x}, value=sign * loss))
-    study.add_trial(optuna.trial.create_trial(params={"x": 0.9}, distributions={"x": x}, state=TrialState.FAIL))
-    study.add_trial(optuna.trial.create_trial(params={"x": 0.8}, distributions={"x": x}, state=TrialState.RUNNING))
-    study.ask({"x": x})
-    finished = [(v, p["x"]) for s, v, p in inner.seen if s == TrialState.COMPLETE]
-    median = sign * 1.2
-    assert finished == [
-        (sign * 1.0, 0.0),
-        (sign * 1.1, 0.1),
-        (median, 0.2),
-        (median, 0.3),
-        (median, 0.4),
-        (median, 0.9),
-    ]
-    running = [p for s, v, p in inner.seen if s == TrialState.RUNNING]
-    assert running == [{"x": 0.8}, {}]  # the other pending point, and the trial being suggested
-    assert study.trials[3].value == sign * 7.0  # the study itself keeps the truth

@@ -32,7 +32,7 @@ class SearchConfig(_Strict):
     """How trials are suggested, scheduled, resourced and budgeted."""
 
     space: str = Field("search_spaces/paper.yaml", description="search space YAML")
-    sampler: Literal[SAMPLERS] = "gp"
+    sampler: Literal[SAMPLERS] = "robustgp"
     n_trials: int = Field(12, ge=1, description="trained trials to reach (rejected suggestions don't count)")
     concurrency: int = Field(2, ge=1, description="trials running at once")
     cpus_per_trial: float = Field(1, gt=0)

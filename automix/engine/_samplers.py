@@ -77,6 +77,8 @@ def make_sampler(
         tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=0)
         return StagedSampler(CheapStartSampler(space.distributions, cost, seed), tpe, n=10)
     if name == "robustgp":
+        # The default: Optuna's GP on losses clipped at their median, failed trials counted as bad
+        # (a diverged run no longer sets the GP's scale; BENCHMARKS.md "Samplers across surfaces").
         from automix.engine._robust_sampler import RobustSampler
 
         return RobustSampler(optuna.samplers.GPSampler(seed=seed))

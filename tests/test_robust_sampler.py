@@ -1,0 +1,66 @@
+"""The default sampler `robustgp` (automix/engine/_robust_sampler.py): what the wrapped GP is shown."""
+
+from __future__ import annotations
+
+import optuna
+import optuna.distributions as od
+import pytest
+from optuna.trial import TrialState
+
+from automix.config._space import SearchSpace
+from automix.engine._robust_sampler import RobustSampler
+from automix.engine._samplers import make_sampler
+
+
+class Recording(optuna.samplers.RandomSampler):
+    """A sampler that keeps what the study looked like when it was asked."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {"x": od.FloatDistribution(0, 1)}
+
+    def sample_relative(self, study, trial, search_space):
+        self.seen = [(t.state, t.value, t.params) for t in study.get_trials()]
+        return {}
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_robust_sampler_clips_losses_at_the_median_and_counts_failures(direction):
+    sign = 1 if direction == "minimize" else -1
+    inner = Recording(seed=0)
+    study = optuna.create_study(direction=direction, sampler=RobustSampler(inner))
+    x = od.FloatDistribution(0, 1)
+    for i, loss in enumerate([1.0, 1.1, 1.2, 7.0, 7.0]):  # two diverged runs
+        study.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions={"x": x}, value=sign * loss))
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.9}, distributions={"x": x}, state=TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.8}, distributions={"x": x}, state=TrialState.RUNNING))
+    study.ask({"x": x})
+    finished = [(v, p["x"]) for s, v, p in inner.seen if s == TrialState.COMPLETE]
+    median = sign * 1.2
+    assert finished == [
+        (sign * 1.0, 0.0),
+        (sign * 1.1, 0.1),
+        (median, 0.2),
+        (median, 0.3),
+        (median, 0.4),
+        (median, 0.9),
+    ]
+    running = [p for s, v, p in inner.seen if s == TrialState.RUNNING]
+    assert running == [{"x": 0.8}, {}]  # the other pending point, and the trial being suggested
+    assert study.trials[3].value == sign * 7.0  # the study itself keeps the truth
+
+
+def test_robustgp_leaves_a_failing_region_where_optunas_gp_returns_to_it():
+    """Losses are NaN (FAIL) for x > 0.5, the optimum sits just below it at x = 0.45."""
+    space = {"x": od.FloatDistribution(0, 1)}
+
+    def loss(x):
+        return float("nan") if x > 0.5 else (x - 0.45) ** 2
+
+    failed = {}
+    for name in ("gp", "robustgp"):
+        study = optuna.create_study(sampler=make_sampler(name, SearchSpace(space), 0))
+        for _ in range(25):
+            trial = study.ask(space)
+            study.tell(trial, loss(trial.params["x"]))
+        failed[name] = sum(t.state == TrialState.FAIL for t in study.trials[10:])  # after the start-up
+    assert failed["robustgp"] < failed["gp"]
