@@ -49,8 +49,8 @@ TOLERANCE = 0.005
 METRIC = "target_val_loss"
 # (label, sampler, scheduler): automix's default, the other model-based samplers, random search with and without ASHA.
 METHODS = (
-    ("automix default: gp + asha", "gp", "asha"),
-    ("robustgp + asha", "robustgp", "asha"),
+    ("automix default: robustgp + asha", "robustgp", "asha"),
+    ("gp + asha", "gp", "asha"),
     ("tpe + asha", "tpe", "asha"),
     ("costtpe + asha", "costtpe", "asha"),
     ("costei + asha", "costei", "asha"),
