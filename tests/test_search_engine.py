@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from pathlib import Path
@@ -264,3 +265,24 @@ def test_the_searcher_finishes_without_asking_once_a_finite_space_is_trained():
     assert len(trained) == 7 and finished == 7  # the 3 × 3 space but x = 2 with r > 0 (over the cap), each once
     assert searcher.suggest("later") == Searcher.FINISHED
     assert len(searcher.study.trials) == len(trials)  # asking again (a resume) adds no rejected trials
+
+
+def test_a_resumed_grid_stays_on_its_grid():
+    space = parse_space({"x": {"type": "float", "low": 0, "high": 1, "grid": [0.0, 0.25, 0.5, 0.75, 1.0]}})
+    storage = optuna.storages.InMemoryStorage()
+
+    def drive(seed: int, target: int) -> None:
+        searcher = StudySearcher(
+            space=space.distributions, metric="loss", mode="min", sampler=make_sampler("grid", space, seed),
+            study_name="sweep", storage=storage, target=target,
+        )  # fmt: skip
+        for n in itertools.count():
+            if (config := searcher.suggest(f"{seed}-{n}")) == Searcher.FINISHED:
+                return
+            searcher.on_trial_complete(f"{seed}-{n}", {"tokens": 1, "loss": config["x"], FINAL_KEY: True})
+
+    drive(seed=0, target=2)
+    drive(seed=7, target=5)  # a resume whose shuffle differs: its first points were trained already
+    trials = optuna.load_study(study_name="sweep", storage=storage).trials
+    trained = sorted(t.params["x"] for t in trials if t.state == TrialState.COMPLETE)
+    assert trained == [0.0, 0.25, 0.5, 0.75, 1.0]  # every grid point once, none off the grid

@@ -205,9 +205,7 @@ def _searcher(plan: Plan, state: StudyState) -> StudySearcher:
         space=plan.space.distributions,
         metric=settings.metric,
         mode=settings.mode,
-        # Offset by the invocation: a resumed (or joining) driver's sampler must not replay the
-        # random suggestions of the first one, which would all be repeats of trained points.
-        sampler=make_sampler(settings.sampler, plan.space, settings.seed + state.invocation, cost=plan.cost),
+        sampler=make_sampler(settings.sampler, plan.space, sampler_seed(settings, state.invocation), cost=plan.cost),
         study_name=plan.workspace.study,
         storage=plan.workspace.storage,
         cost=plan.cost,
@@ -347,3 +345,11 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
         tracker.end(parent_id, status, tags={"best_trial": str(best)})
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)
+
+
+def sampler_seed(settings: SearchConfig, invocation: int) -> int:
+    """The seed of this invocation's sampler: offset by the invocation, so a resumed or joining
+    driver does not replay the first one's random draws, except for a grid, whose order must stay
+    the same: GridSampler gives trial number k the k-th point of its seeded shuffle, so another
+    shuffle would send a resumed sweep to points already trained and leave others out."""
+    return settings.seed if settings.sampler == "grid" else settings.seed + invocation

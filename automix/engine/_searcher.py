@@ -35,7 +35,7 @@ from collections.abc import Callable
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.pruners import NopPruner
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import BaseSampler, GridSampler, RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage
 from optuna.trial import TrialState
 from ray import cloudpickle
@@ -187,7 +187,9 @@ class StudySearcher(Searcher):
                 return None
             # A model-based sampler that ignores pruned trials (GP) would propose the same point
             # again: retry from random suggestions, seeded by the trial count for reproducibility.
-            study = self._retry_study(seed=len(self._study.get_trials(deepcopy=False)) + attempt)
+            # A grid retries from its own unvisited points: a random one would be off the grid.
+            if not isinstance(self._study.sampler, GridSampler):
+                study = self._retry_study(seed=len(self._study.get_trials(deepcopy=False)) + attempt)
         raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
 
     def _retry_study(self, seed: int) -> optuna.Study:
