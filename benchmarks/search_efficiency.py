@@ -100,7 +100,8 @@ def load_grid(trials: list[FrozenTrial], space_path: Path) -> tuple[dict[str, li
     axes = {name: list(values) for name, values in load_space(space_path).grid.items()}
     curves = {}
     for trial in trials:
-        if trial.state != TrialState.COMPLETE:
+        on_grid = all(trial.params[name] in values for name, values in axes.items())
+        if trial.state != TrialState.COMPLETE or not on_grid:  # off the grid: a resume before 2026-11-30's fix
             continue
         index = tuple(values.index(trial.params[name]) for name, values in axes.items())
         tokens = int(trial.user_attrs["tokens"])
