@@ -86,7 +86,7 @@ JOURNAL_SEARCH=tests/test_storage.py::test_a_journal_study_goes_through_search_a
 
 fast() {
   lowest_pytest fast -m "not slow and not cluster" --deselect "$JOURNAL_SEARCH" tests/test_tracking.py \
-    tests/test_storage.py tests/test_export.py tests/test_data.py tests/test_cost_sampler.py \
+    tests/test_storage.py tests/test_export.py tests/test_data.py tests/test_cost_sampler.py tests/test_robust_sampler.py \
     tests/test_train.py tests/test_cli.py
 }
 
