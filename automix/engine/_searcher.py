@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.pruners import NopPruner
 from optuna.samplers import BaseSampler, GridSampler, RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage
@@ -41,6 +41,9 @@ from optuna.trial import TrialState
 from ray import cloudpickle
 from ray.tune.search import Searcher
 
+from automix.config._space import SearchSpace
+from automix.config._study import ConfigError
+from automix.engine._samplers import grid_values
 from automix.protocol import (
     COST_KEYS,
     FAIL_REASON,
@@ -112,6 +115,7 @@ class StudySearcher(Searcher):
         self._done: set[str] = set()  # Ray trial ids already told to the study
         self._failed: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial awaiting its failure reason
         self._nodes: dict[str, dict] = {}  # Ray trial id -> node attributes last stored
+        self._points: float | None = None  # points of the space within the cost cap (inf: continuous or too many)
 
     @property
     def study(self) -> optuna.Study:
@@ -159,16 +163,15 @@ class StudySearcher(Searcher):
 
     def _space_is_exhausted(self) -> bool:
         """Whether the space is finite and every point of it within the cost cap was trained to its end."""
-        points = _finite_points(self._space)
-        if points is None:
+        if self._points is None:
+            self._points = _feasible_points(self._space, self._cost, self._max_cost)  # fixed: count it once
+        if self._points == math.inf:
             return False
-        if self._cost is not None:
-            points = [p for p in points if self._cost(p) <= self._max_cost]
         trials = self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         trained = {tuple(sorted(t.params.items())) for t in trials if REJECTED not in t.user_attrs}
-        if len(trained) < len(points):  # trained points are all in the space and within the cap
+        if len(trained) < self._points:  # trained points are all in the space and within the cap
             return False
-        log.warning("all %d points of the space were trained to their end: the space is exhausted", len(points))
+        log.warning("all %d points of the space were trained to their end: the space is exhausted", self._points)
         return True
 
     def _ask_untrained(self) -> optuna.Trial | None:
@@ -291,17 +294,14 @@ class StudySearcher(Searcher):
         self._done.add(trial_id)
 
 
-def _finite_points(space: dict[str, BaseDistribution]) -> list[dict] | None:
-    """Every point of a finite space (integers, stepped floats, categories) of up to MAX_POINTS; else None."""
-    axes = {}
-    for name, d in space.items():
-        if isinstance(d, CategoricalDistribution):
-            axes[name] = list(d.choices)
-        elif getattr(d, "step", None) is not None:
-            n = int(round((d.high - d.low) / d.step)) + 1
-            axes[name] = [d.low + i * d.step for i in range(n)]
-        else:
-            return None
+def _feasible_points(space: dict[str, BaseDistribution], cost, max_cost) -> float:
+    """How many points of a finite space are within the cost cap; inf if the space is continuous
+    or has more than MAX_POINTS points (then exhaustion is left to MAX_REPEATS)."""
+    try:
+        axes = grid_values(SearchSpace(space))
+    except ConfigError:  # a continuous range
+        return math.inf
     if math.prod(len(v) for v in axes.values()) > MAX_POINTS:
-        return None
-    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+        return math.inf
+    points = (dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values()))
+    return sum(1 for p in points if cost is None or cost(p) <= max_cost)
