@@ -34,15 +34,9 @@ from automix.config._space import SearchSpace, load_space  # noqa: E402
 from automix.engine._samplers import grid_values, make_sampler  # noqa: E402
 
 TOLERANCE = 0.005
-MAX_TRIALS = {"tpe": 300, "optuna-tpe": 300, "random": 3000}  # model-based samplers get 150
+# automix's tpe is Optuna 5's TPESampler defaults (multivariate, constant liar): no separate "stock TPE".
+MAX_TRIALS = {"tpe": 300, "costtpe": 300, "random": 3000}  # model-based samplers get 150
 MODEL_TRIALS = 150
-
-
-def sampler(name: str, space: SearchSpace, seed: int, surface: Surface) -> optuna.samplers.BaseSampler:
-    """automix's sampler called `name`, or `optuna-tpe`: Optuna's TPESampler as it ships."""
-    if name == "optuna-tpe":
-        return optuna.samplers.TPESampler(seed=seed)
-    return make_sampler(name, space, seed, cost=surface.train_tokens)
 
 
 def optimum(space: SearchSpace, surface: Surface) -> float:
@@ -81,7 +75,7 @@ def grid5(space: SearchSpace) -> list[dict]:
 
 def run(name: str, space: SearchSpace, surface: Surface, seed: int, target: float) -> tuple[int | None, float, float]:
     """(trials to reach target or None, tokens spent until then or in all, seconds)."""
-    study = optuna.create_study(sampler=sampler(name, space, seed, surface))
+    study = optuna.create_study(sampler=make_sampler(name, space, seed, cost=surface.train_tokens))
     spent, start = 0.0, time.perf_counter()
     for i in range(1, MAX_TRIALS.get(name, MODEL_TRIALS) + 1):
         trial = study.ask(space.distributions)
@@ -96,7 +90,7 @@ def run(name: str, space: SearchSpace, surface: Surface, seed: int, target: floa
 def seconds_per_suggestion(name: str, space: SearchSpace, history: int, asks: int = 5) -> tuple[float, float]:
     """(wall, CPU) seconds of one suggestion by sampler `name` once the study has `history` trials."""
     surface = SURFACES["paper"]
-    study = optuna.create_study(sampler=sampler(name, space, 0, surface))
+    study = optuna.create_study(sampler=make_sampler(name, space, 0, cost=surface.train_tokens))
     filler = optuna.samplers.RandomSampler(seed=1)
     for _ in range(history):
         params = {k: filler.sample_independent(study, None, k, d) for k, d in space.distributions.items()}
@@ -153,7 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
-    parser.add_argument("--samplers", nargs="*", default=["tpe", "optuna-tpe", "gp", "costgp", "costei", "random"])
+    samplers = ["tpe", "costtpe", "gp", "robustgp", "costgp", "costei", "random"]
+    parser.add_argument("--samplers", nargs="*", default=samplers)
     parser.add_argument("--surfaces", nargs="*", default=["paper"], choices=sorted(SURFACES))
     parser.add_argument("--target", choices=("optimum", "grid5"), default="optimum")
     parser.add_argument("--time-at", type=int, help="only time one suggestion after this many trials, per sampler")
