@@ -13,7 +13,9 @@ from typing import Any
 
 # Keys automix adds to a trial's config; `user_params` strips them.
 TRIAL_KEY = "__automix_trial"
-REQUEUED_KEY = "__automix_requeued_from"  # the crashed trial whose checkpoint a re-queued one continues
+# The earlier trial whose checkpoint this one continues: a crashed one it re-runs, or a pruned one
+# whose point the sampler proposed again (the trainer resumes where the scheduler stopped it).
+REQUEUED_KEY = "__automix_requeued_from"
 KEEP_KEY = "__automix_keep"  # a point proposed again after it was pruned: schedulers let it finish
 # A key of the trial's final result: the objective returned (the trial was not stopped).
 FINAL_KEY = "automix_final"
@@ -22,13 +24,14 @@ FINAL_KEY = "automix_final"
 TOKENS = "tokens"  # the schedulers' time axis: tokens trained so far
 PROGRESS = "progress"  # share of the planned training done; 1.0 means trained to the end
 DECAYING = "decaying"  # the lr has started to decay: the loss is not comparable across trials
+TRAINED = "trained_tokens"  # tokens this run trained: below `tokens` when it continued a checkpoint
 
 # Optuna user attributes automix writes on a trial.
-COST_KEYS = ("tokens", "wall_time_s")
+COST_KEYS = (TOKENS, TRAINED, "wall_time_s")
 NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
 REJECTED = "rejected"  # a suggestion recorded PRUNED and never trained (why, as text)
 REQUEUED_FROM = "requeued_from"  # the number of the crashed trial a re-queued one re-runs
-REPEAT_OF_PRUNED = "repeat_of_pruned"  # a pruned point proposed again, trained to its end
+REPEAT_OF_PRUNED = "repeat_of_pruned"  # a pruned point proposed again: continued from its checkpoint to its end
 FAIL_REASON = "fail_reason"
 FINAL_METRICS = "final_metrics"  # every finite metric of a finished trial's last report
 
@@ -49,6 +52,12 @@ _RAY_KEYS = frozenset(
         *NODE_KEYS,
     }
 )
+
+
+def trained_tokens(record: dict[str, Any]) -> float:
+    """Tokens a trial itself trained (a result or its user attributes): `trained_tokens`, else
+    `tokens` (an objective that never continues a checkpoint need not report the former)."""
+    return float(record.get(TRAINED, record.get(TOKENS, 0.0)))
 
 
 def user_params(config: dict[str, Any]) -> dict[str, Any]:

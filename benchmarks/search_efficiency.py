@@ -30,9 +30,11 @@ seeds got there within `--trials`. Trials run one at a time, so "until" is exact
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -43,7 +45,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._space import SearchSpace, load_space
 from automix.config._study import load_config
+from automix.engine._schedulers import checkpoint_cadence
 from automix.engine._search import search_objective
+from automix.protocol import trained_tokens
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
@@ -63,24 +67,43 @@ METHODS = (
 )
 
 
+@dataclass
 class GridReplay:
-    """Objective that replays the grid's recorded curves; params are grid indices per axis."""
+    """Objective that replays the grid's recorded curves; params are grid indices per axis.
 
-    def __init__(
-        self, axes: dict[str, list], curves: dict[tuple[int, ...], list[tuple[int, float]]], decay_frac: float
-    ):
-        self.axes = axes
-        self.curves = curves
-        self.decay_frac = decay_frac
+    It checkpoints as the trainer does (`cadence`, saved before the report; here a file with the
+    position in `checkpoints`), and a trial that continues another (`report.requeued_from`: a
+    pruned point proposed again) replays only the rest of the curve and reports what it trained.
+    """
+
+    axes: dict[str, list]
+    curves: dict[tuple[int, ...], list[tuple[int, float]]]
+    decay_frac: float
+    cadence: int
+    checkpoints: Path
 
     def __call__(self, params: dict, report) -> dict[str, float]:
         curve = self.curves[tuple(int(params[name]) for name in self.axes)]
-        last = curve[-1][0]
+        start, next_checkpoint = self._resumed(report.requeued_from)
         for i, (tokens, loss) in enumerate(curve, 1):
-            decaying = tokens > (1 - self.decay_frac) * last  # as the trainer reports it, to an evaluation's precision
-            report({"tokens": tokens, METRIC: loss, "progress": i / len(curve), "decaying": decaying})
+            if tokens <= start:
+                continue
+            if tokens >= next_checkpoint and i < len(curve):
+                next_checkpoint = (tokens // self.cadence + 1) * self.cadence
+                self._save(report.trial_number, tokens, next_checkpoint)
+            decaying = tokens > (1 - self.decay_frac) * curve[-1][0]  # as the trainer reports it, to an evaluation
+            metrics = {"tokens": tokens, "trained_tokens": tokens - start, METRIC: loss}
+            report({**metrics, "progress": i / len(curve), "decaying": decaying})
         tokens, loss = curve[-1]
-        return {"tokens": tokens, METRIC: loss}
+        return {"tokens": tokens, "trained_tokens": tokens - start, METRIC: loss}
+
+    def _save(self, trial: int, tokens: int, next_checkpoint: int) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        (self.checkpoints / f"{trial}.json").write_text(json.dumps([tokens, next_checkpoint]))
+
+    def _resumed(self, trial: int | None) -> tuple[int, int]:
+        path = self.checkpoints / f"{trial}.json"
+        return tuple(json.loads(path.read_text())) if trial is not None and path.is_file() else (0, self.cadence)
 
     def cost(self, params: dict) -> float:
         """A point's training tokens, known before it trains (T = E·U/(1-r)), as automix's plan knows it."""
@@ -119,7 +142,7 @@ def tokens_until(trials: list[FrozenTrial], target: float) -> float:
     """Tokens trained by `trials` in order until a finished one is within the target (inf if none is)."""
     spent = 0.0
     for trial in trials:
-        spent += trial.user_attrs.get("tokens", 0.0)
+        spent += trained_tokens(trial.user_attrs)
         if trial.state == TrialState.COMPLETE and trial.value <= target:
             return spent
     return math.inf
@@ -141,7 +164,6 @@ def main() -> None:
     space = SearchSpace({name: od.IntDistribution(0, len(v) - 1) for name, v in axes.items()}, source="grid indices")
     # As the example's own search plans it: ASHA's first rung at 2 evaluations, max_t = the largest T = E·U/(1-r).
     example = load_config(EXAMPLE, args.set)
-    replay = GridReplay(axes, curves, example.optim.decay_frac)
     largest = int(example.budget.unique_tokens * max(axes["epochs"]) / (1 - max(axes["mix_ratio"])))
     fixed = {
         "grace_tokens": 2 * example.eval_every_tokens,
@@ -157,9 +179,12 @@ def main() -> None:
         if args.methods and label not in args.methods:
             continue
         costs = []
+        settings = example.search.model_copy(update={"scheduler": scheduler, **fixed})
+        cadence = checkpoint_cadence(settings, example.eval_every_tokens, example.checkpoint_every_tokens)
         for seed in range(args.seeds):
-            work = ROOT / "runs" / "bench_efficiency" / f"{sampler}-{scheduler}-{seed}"
+            work = ROOT / "runs" / "bench_efficiency" / args.grid.name / f"{sampler}-{scheduler}-{seed}"
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
+            replay = GridReplay(axes, curves, example.optim.decay_frac, cadence, work / "replay_checkpoints")
             result = search_objective(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
                 sampler=sampler, scheduler=scheduler, seed=seed, cost=replay.cost, **fixed,

@@ -9,7 +9,13 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from automix.config._study import SearchConfig
-from automix.engine._schedulers import StableASHA, StableMedianStoppingRule, make_scheduler
+from automix.engine._schedulers import (
+    StableASHA,
+    StableMedianStoppingRule,
+    TokenBudget,
+    checkpoint_cadence,
+    make_scheduler,
+)
 from automix.protocol import DECAYING, KEEP_KEY, TOKENS
 
 
@@ -102,3 +108,21 @@ def test_a_kept_trial_is_never_stopped(stable, kwargs):
 def test_make_scheduler_builds_the_stable_phase_rules():
     for name, kind in (("asha", StableASHA), ("median", StableMedianStoppingRule)):
         assert isinstance(make_scheduler(SearchConfig(metric="loss", scheduler=name), 1000, 100), kind)
+
+
+def test_token_budget_counts_what_each_trial_trained():
+    """A trial that continued a checkpoint (freeze-thaw) counts the tokens it trained, not where it ended."""
+    budget = TokenBudget(1000, already_spent=100)
+    budget("a", {"tokens": 500})
+    budget("b", {"tokens": 900, "trained_tokens": 300})
+    assert budget.spent == 900 and not budget.stop_all()
+    budget("b", {"tokens": 1000, "trained_tokens": 400})
+    assert budget.spent == 1000 and budget.stop_all()
+
+
+def test_checkpoints_fall_on_every_rung_when_a_scheduler_stops_trials():
+    asha = SearchConfig(scheduler="asha", grace_tokens=500)
+    assert checkpoint_cadence(asha, eval_every=100, cadence=1_000_000) == 500  # rungs: 500·3^k
+    assert checkpoint_cadence(SearchConfig(scheduler="asha"), eval_every=100, cadence=1_000_000) == 200
+    assert checkpoint_cadence(asha, eval_every=100, cadence=None) is None  # checkpoints off stay off
+    assert checkpoint_cadence(SearchConfig(scheduler="none"), eval_every=100, cadence=1_000_000) == 1_000_000

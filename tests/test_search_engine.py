@@ -122,7 +122,8 @@ def late_bloomer(params, report):
     curve = [3.0, 3.0, 3.0, 0.5] if params["x"] == 0 else [1.0 + params["x"]] * 4
     for step, loss in enumerate(curve, 1):
         report({"tokens": 100 * step, "loss": loss, "progress": step / 4})
-    return {"loss": curve[-1]}
+    continued = report.requeued_from
+    return {"loss": curve[-1], "continued_from": -1 if continued is None else continued}
 
 
 def test_repeats_a_pruned_point_to_its_end_and_never_a_finished_one(tmp_path):
@@ -139,6 +140,13 @@ def test_repeats_a_pruned_point_to_its_end_and_never_a_finished_one(tmp_path):
     assert sorted(complete) == [0, 1, 2]  # every point trained to its end exactly once
     repeats = [t for t in trained if "repeat_of_pruned" in t.user_attrs]
     assert repeats and all(t.state == TrialState.COMPLETE for t in repeats)
+    # each repeat is told to continue the pruned trial's checkpoint (freeze-thaw), a fresh point is not
+    assert all(t.user_attrs["final_metrics"]["continued_from"] == t.user_attrs["repeat_of_pruned"] for t in repeats)
+    assert all(
+        t.user_attrs["final_metrics"]["continued_from"] == -1
+        for t in trained
+        if t not in repeats and t.state == TrialState.COMPLETE
+    )
     # The three points exhaust the space: further suggestions are rejected untrained, and the search ends.
     assert all(t.user_attrs["rejected"].startswith("same params as trial") for t in trials if t not in trained)
     assert len(trained) < 10

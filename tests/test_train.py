@@ -117,7 +117,8 @@ def test_resumed_run_has_the_uninterrupted_loss_curve(small, tmp_path):
         run(cfg, report=_crash_at(3))
     assert (tmp_path / "b" / "state.pt").is_file() and not (tmp_path / "b" / "result.json").exists()
     saved = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["progress"]
-    assert LoopState(**saved).step > 0 and len(saved["history"]) == 2  # a plain dict of the loop state
+    # a plain dict of the loop state, saved before the report the run crashed in
+    assert LoopState(**saved).step > 0 and len(saved["history"]) == 3
     resumed = run(cfg)
 
     def curve(result):
@@ -135,6 +136,21 @@ def test_requeued_run_continues_from_the_interrupted_one(small, tmp_path):
     requeued = run(small(out_dir=str(tmp_path / "0007"), resume_from=str(tmp_path / "0003")), report=seen.append)
     assert seen[0]["tokens"] > full.history[0]["tokens"]  # it did not start from scratch
     assert requeued.metrics["target_val_loss"] == pytest.approx(full.metrics["target_val_loss"])
+
+
+def test_run_stopped_at_a_report_is_continued_from_that_report(small, tmp_path):
+    """Freeze-thaw: a scheduler stops a run at a report; a later run of the same config trains only the rest."""
+    full = run(small())
+    stopped = run(
+        small(out_dir=str(tmp_path / "0002"), checkpoint_every_tokens=2000), report=lambda m: m["tokens"] >= 2000
+    )
+    at = stopped.history[-1]["tokens"]
+    assert stopped.stopped_early and (tmp_path / "0002" / "state.pt").is_file()
+    seen = []
+    thawed = run(small(out_dir=str(tmp_path / "0005"), resume_from=str(tmp_path / "0002")), report=seen.append)
+    assert seen[0]["tokens"] > at and all(m["trained_tokens"] == m["tokens"] - at for m in seen)
+    assert thawed.metrics["target_val_loss"] == pytest.approx(full.metrics["target_val_loss"])
+    assert full.metrics["trained_tokens"] == full.metrics["tokens"]  # a fresh run trains all its tokens
 
 
 def test_finished_run_is_not_trained_twice(small, tmp_path):

@@ -85,6 +85,7 @@ class LoopState:
 
     step: int = 0  # steps taken
     tokens: int = 0  # tokens trained on
+    start_tokens: int = 0  # where this process started: the tokens of the state it resumed, or 0
     next_eval: int = 0  # token mark of the next evaluation
     next_checkpoint: int = 0  # token mark of the next `state.pt`
     loss_sum: float = 0.0  # train losses since the last evaluation...
@@ -282,7 +283,7 @@ def _start_state(config: TrainConfig, setup: _Setup) -> LoopState:
     """The state this run was interrupted in (restoring model, optimiser, schedule and RNG), or a fresh one."""
     for directory in _run_dirs(config):
         if (saved := load_state(directory, config, setup.model, setup.optimizer, setup.scheduler)) is not None:
-            return LoopState(**saved)
+            return LoopState(**{**saved, "start_tokens": saved["tokens"]})
     return LoopState(next_eval=config.eval_every_tokens, next_checkpoint=config.checkpoint_every_tokens or 0)
 
 
@@ -297,6 +298,7 @@ def _evaluation_metrics(config: TrainConfig, setup: _Setup, state: LoopState, st
     model.eval()
     metrics = {
         "tokens": state.tokens,
+        "trained_tokens": state.tokens - state.start_tokens,  # what this process trained: its cost
         "step": state.step,
         "progress": state.step / setup.n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
         "epoch": state.tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
@@ -371,13 +373,18 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         metrics["compute_time_s"] = state.compute_s
         state.loss_sum, state.batches = 0.0, 0
         state.history.append(metrics)
+        # Saved before the report: a scheduler may stop the run at this very report (Ray ends the
+        # trial without returning to it), and a later trial of the same config continues from here.
+        if out_dir and config.checkpoint_every_tokens and state.tokens >= state.next_checkpoint and not last:
+            # On fixed token marks, as evaluations are: a scheduler's rungs (multiples of its grace,
+            # automix/engine/_schedulers.py) stay checkpoints however far an evaluation overshoots.
+            every = config.checkpoint_every_tokens
+            state.next_checkpoint = (state.tokens // every + 1) * every
+            state.elapsed = time.perf_counter() - start
+            save_state(out_dir, config, model, optimizer, scheduler, asdict(state))
         if _stop_requested(report, metrics):
             stopped = True
             break
-        if out_dir and config.checkpoint_every_tokens and state.tokens >= state.next_checkpoint and not last:
-            state.next_checkpoint = state.tokens + config.checkpoint_every_tokens
-            state.elapsed = time.perf_counter() - start
-            save_state(out_dir, config, model, optimizer, scheduler, asdict(state))
     return _finish(config, setup, state, stopped)
 
 

@@ -35,6 +35,8 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import qmc
 
+from automix.protocol import TOKENS, trained_tokens
+
 MAX_ENUMERATED = 4096  # a finite space up to this size is scored point by point
 N_SOBOL = 1024
 N_LOCAL = 256
@@ -334,13 +336,13 @@ def _key(params: dict, enc: Encoder) -> tuple:
 
 
 def _spent(trials: list[FrozenTrial], sampler: CostAwareSampler) -> float:
-    """Tokens trained so far: a trial's recorded `tokens`, else its cost if it completed (pruned: 0)."""
+    """Tokens trained so far: what a trial recorded (`trained_tokens`), else its cost if it completed."""
     total = 0.0
     for t in trials:
         if t.state == TrialState.COMPLETE:
-            total += float(t.user_attrs.get("tokens", sampler.cost(t.params)))
+            total += trained_tokens(t.user_attrs) if TOKENS in t.user_attrs else sampler.cost(t.params)
         elif t.state == TrialState.PRUNED:
-            total += float(t.user_attrs.get("tokens", 0.0))
+            total += trained_tokens(t.user_attrs)
     return total
 
 

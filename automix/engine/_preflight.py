@@ -14,6 +14,7 @@ from typing import Any
 from automix.config._space import SearchSpace, load_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig
 from automix.engine._samplers import grid_size
+from automix.engine._schedulers import checkpoint_cadence
 from automix.study._workspace import Workspace
 from automix.tracking._store import flatten
 from automix.trial._objective import Objective, TrainerObjective, cpu_threads
@@ -53,6 +54,8 @@ def objective_plan(
 def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspace) -> Plan:
     """The plan of the built-in trainer objective; a ConfigError if the space or budget cannot work."""
     base = config.base_train_config()
+    cadence = checkpoint_cadence(settings, config.eval_every_tokens, base.checkpoint_every_tokens)
+    base = base.model_copy(update={"checkpoint_every_tokens": cadence})
     space = load_space(settings.space, base)
     _check_grid(space, settings)
     for point in settings.enqueue:

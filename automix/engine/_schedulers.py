@@ -18,7 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.stopper import Stopper
 
 from automix.config._study import SearchConfig
-from automix.protocol import DECAYING, KEEP_KEY, TOKENS
+from automix.protocol import DECAYING, KEEP_KEY, TOKENS, trained_tokens
 
 
 class _StablePhaseOnly:
@@ -53,9 +53,26 @@ class StableMedianStoppingRule(_StablePhaseOnly, MedianStoppingRule):
     """The median stopping rule over stable-phase losses only."""
 
 
+def grace_tokens(settings: SearchConfig, eval_every: int) -> int:
+    """The first point where a scheduler may stop a trial: `grace_tokens`, else two evaluations."""
+    return settings.grace_tokens or 2 * eval_every
+
+
+def checkpoint_cadence(settings: SearchConfig, eval_every: int, cadence: int | None) -> int | None:
+    """A trial's checkpoint cadence: at most the grace, when a scheduler may stop trials.
+
+    ASHA's rungs are grace·rf^k (integer rf: multiples of the grace), so every rung is a checkpoint
+    and a pruned point proposed again continues where it was stopped (automix/engine/_searcher.py).
+    None (checkpoints off) stays off.
+    """
+    if settings.scheduler == "none" or cadence is None:
+        return cadence
+    return min(cadence, grace_tokens(settings, eval_every))
+
+
 def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
     """ASHA (default), the median stopping rule, or none; grace defaults to two evaluations."""
-    grace = settings.grace_tokens or 2 * eval_every
+    grace = grace_tokens(settings, eval_every)
     metric, mode = settings.metrics[0], settings.modes[0]
     if settings.scheduler == "asha":
         return StableASHA(
@@ -85,8 +102,8 @@ class TokenBudget(Stopper):
         return self.already_spent + sum(self._latest.values())
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if TOKENS in result:
-            self._latest[trial_id] = float(result[TOKENS])
+        if TOKENS in result:  # a trial that continued a checkpoint counts only what it trained
+            self._latest[trial_id] = trained_tokens(result)
         return False
 
     def stop_all(self) -> bool:

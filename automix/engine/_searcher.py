@@ -22,7 +22,11 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
 - lets a point the sampler proposes again after the scheduler pruned it train to its end
   (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
   nothing from the cut and keeps proposing the same point, which a deterministic trainer would
-  repeat up to the same rung every time.
+  repeat up to the same rung every time. The repeat continues the pruned trial's last checkpoint
+  (`REQUEUED_KEY`; checkpoints fall on the scheduler's rungs, `checkpoint_cadence` in
+  automix/engine/_schedulers.py), so it trains only the rest: freeze-thaw, with the sampler
+  deciding what to thaw. The pruned trial stays PRUNED; the repeat records what it trained
+  (`trained_tokens`) beside where it ended (`tokens`).
 """
 
 from __future__ import annotations
@@ -159,6 +163,7 @@ class StudySearcher(Searcher):
         if (pruned := self._twin(params, TrialState.PRUNED)) is not None:
             trial.set_user_attr(REPEAT_OF_PRUNED, pruned)
             tags[KEEP_KEY] = True
+            tags.setdefault(REQUEUED_KEY, pruned)  # freeze-thaw: continue where the scheduler stopped it
         return {**params, **tags}
 
     def _space_is_exhausted(self) -> bool:

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
 from automix.config._study import ConfigError, SearchConfig
-from automix.protocol import REQUEUED_FROM, TOKENS
+from automix.protocol import REQUEUED_FROM, trained_tokens
 from automix.study._results import trained
 
 INVOCATION_ATTR = "automix:invocations"
@@ -83,5 +83,5 @@ def prepare_study(storage: BaseStorage, name: str, settings: SearchConfig, join:
     invocation = int(study.user_attrs.get(INVOCATION_ATTR, 0))
     study.set_user_attr(INVOCATION_ATTR, invocation + 1)
     done = sum(trained(t) for t in study.trials)
-    spent = sum(t.user_attrs.get(TOKENS, 0.0) for t in study.trials)
+    spent = sum(trained_tokens(t.user_attrs) for t in study.trials)
     return StudyState(max(0, settings.n_trials - done), spent, invocation)

@@ -11,7 +11,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._study import SearchConfig
-from automix.protocol import REJECTED, TOKENS
+from automix.protocol import REJECTED, trained_tokens
 from automix.study._workspace import Workspace
 from trainer.atomic import write_json
 
@@ -69,7 +69,7 @@ def collect(
         "n_trials": len(study.trials),
         "n_trained": sum(trained(t) for t in study.trials),
         "states": pd.Series([t.state.name for t in study.trials], dtype=str).value_counts().to_dict(),
-        "tokens_total": sum(t.user_attrs.get(TOKENS, 0.0) for t in study.trials),
+        "tokens_total": sum(trained_tokens(t.user_attrs) for t in study.trials),
         "mlflow_parent_run_id": parent_run_id,
     }
     write_json(workspace.path("best.json"), summary)

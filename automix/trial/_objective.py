@@ -25,8 +25,9 @@ Objective = Callable[[dict[str, Any], "Reporter"], dict[str, float]]
 class Reporter:
     """Callable handed to objectives: forwards metrics to `sink` and remembers the last ones.
 
-    `trial_number` is the Optuna trial's; `requeued_from` the number of the crashed trial this one
-    re-runs (its checkpoint can be continued), or None.
+    `trial_number` is the Optuna trial's; `requeued_from` the number of an earlier trial of the same
+    params whose checkpoint this one may continue (a crashed one it re-runs, or a pruned one proposed
+    again), or None. An objective that continues one reports `trained_tokens`, what it trained itself.
     """
 
     def __init__(self, trial_number: int | None, sink: Callable[[dict], Any], requeued_from: int | None = None):
