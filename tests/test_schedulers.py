@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import pytest
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
-from automix.config._study import SearchConfig, load_config
-from automix.engine._preflight import trainer_plan
+from automix.config._study import SearchConfig
 from automix.engine._schedulers import (
     CohortASHA,
     StableASHA,
@@ -19,7 +18,6 @@ from automix.engine._schedulers import (
     make_scheduler,
 )
 from automix.protocol import DECAYING, KEEP_KEY, TOKENS
-from automix.study._workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -153,12 +151,3 @@ def test_cohort_asha_ranks_a_trial_against_its_own_token_stream_first():
     assert [feed(one_cohort, *run) for run in runs][2] == TrialScheduler.STOP
     assert isinstance(make_scheduler(SearchConfig(), 1000, 100, cohort=lambda params: 0), CohortASHA)
     assert isinstance(make_scheduler(SearchConfig(), 1000, 100), StableASHA)
-
-
-def test_trainer_cohorts_are_the_trials_on_one_token_stream(study_yaml, tmp_path):
-    config = load_config(study_yaml())
-    plan = trainer_plan(config, config.search, Workspace.of("t", tmp_path / "work"))
-    point = {"weight_decay": 0.1, "learning_rate": 3e-3, "epochs": 4, "mix_ratio": 0.25}
-    assert plan.cohort(point) == plan.cohort({**point, "weight_decay": 1.0, "learning_rate": 1e-2})
-    assert plan.cohort(point) != plan.cohort({**point, "epochs": 8})
-    assert plan.cohort(point) != plan.cohort({**point, "mix_ratio": 0.5})
