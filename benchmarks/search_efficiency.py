@@ -52,12 +52,8 @@ from automix.protocol import trained_tokens
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
 # (label, sampler, scheduler): automix's default, the other model-based samplers, random search with and without ASHA.
-# "asha" ranks a trial against its cohort (same E and r) first; "asha, one cohort" against all
-# trials (automix's ASHA before 2026-11-30).
 METHODS = (
     ("automix default: robustgp + asha", "robustgp", "asha"),
-    ("robustgp + asha, one cohort", "robustgp", "asha, one cohort"),
-    ("gp + asha, one cohort", "gp", "asha, one cohort"),
     ("gp + asha", "gp", "asha"),
     ("tpe + asha", "tpe", "asha"),
     ("costtpe + asha", "costtpe", "asha"),
@@ -100,10 +96,6 @@ class GridReplay:
             report({**metrics, "progress": i / len(curve), "decaying": decaying})
         tokens, loss = curve[-1]
         return {"tokens": tokens, "trained_tokens": tokens - start, METRIC: loss}
-
-    def cohort(self, params: dict) -> tuple:
-        """Trials on the same token stream (the trainer's cohorts): the same grid point but for lr and wd."""
-        return tuple(int(params[name]) for name in self.axes if name not in ("learning_rate", "weight_decay"))
 
     def _save(self, trial: int, tokens: int, next_checkpoint: int) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -183,22 +175,19 @@ def main() -> None:
     print(f"target <= {target:.4f} (best + {100 * TOLERANCE:.1f}%): {near} of {len(curves)} points qualify")
     ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
     rows = []
-    for label, sampler, schedule in METHODS:
-        scheduler = schedule.split(",")[0]
+    for label, sampler, scheduler in METHODS:
         if args.methods and label not in args.methods:
             continue
         costs = []
         settings = example.search.model_copy(update={"scheduler": scheduler, **fixed})
         cadence = checkpoint_cadence(settings, example.eval_every_tokens, example.checkpoint_every_tokens)
         for seed in range(args.seeds):
-            name = label.split(": ")[-1].replace(" ", "").replace(",", "-")
-            work = ROOT / "runs" / "bench_efficiency" / args.grid.name / f"{name}-{seed}"
+            work = ROOT / "runs" / "bench_efficiency" / args.grid.name / f"{sampler}-{scheduler}-{seed}"
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
             replay = GridReplay(axes, curves, example.optim.decay_frac, cadence, work / "replay_checkpoints")
             result = search_objective(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
                 sampler=sampler, scheduler=scheduler, seed=seed, cost=replay.cost, **fixed,
-                cohort=replay.cohort if "one cohort" not in schedule else lambda params: 0,
             )  # fmt: skip
             costs.append(tokens_until(sorted(result.study.trials, key=lambda t: t.number), target))
             print(f"{label} seed {seed}: {costs[-1] / 1e6:.2f}M tokens ({100 * costs[-1] / total:.1f}%)", flush=True)

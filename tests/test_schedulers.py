@@ -10,7 +10,6 @@ from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialSchedule
 
 from automix.config._study import SearchConfig
 from automix.engine._schedulers import (
-    CohortASHA,
     StableASHA,
     StableMedianStoppingRule,
     TokenBudget,
@@ -26,11 +25,10 @@ class Handle:
 
     trial_id: str
     keep: bool = False
-    params: tuple = ()  # (name, value) pairs
 
     @property
     def config(self) -> dict:
-        return {**dict(self.params), **({KEEP_KEY: True} if self.keep else {})}
+        return {KEEP_KEY: True} if self.keep else {}
 
 
 class Controller:
@@ -128,26 +126,3 @@ def test_checkpoints_fall_on_every_rung_when_a_scheduler_stops_trials():
     assert checkpoint_cadence(SearchConfig(scheduler="asha"), eval_every=100, cadence=1_000_000) == 200
     assert checkpoint_cadence(asha, eval_every=100, cadence=None) is None  # checkpoints off stay off
     assert checkpoint_cadence(SearchConfig(scheduler="none"), eval_every=100, cadence=1_000_000) == 1_000_000
-
-
-def test_cohort_asha_ranks_a_trial_against_its_own_token_stream_first():
-    """A run mixing English looks worse early than a pure one although it may end better: it is
-    ranked against the runs of its own cohort (same mix), except the first of them at a rung."""
-
-    def feed(scheduler, name, r, loss):
-        handle = Handle(name, params=(("r", r),))
-        scheduler.on_trial_add(Controller(), handle)
-        return scheduler.on_trial_result(Controller(), handle, {TOKENS: 200, "loss": loss, DECAYING: False})
-
-    runs = [("pure", 0.0, 1.0), ("mix_a", 0.5, 1.5), ("mix_b", 0.5, 1.4), ("mix_c", 0.5, 1.6)]
-    by_cohort = CohortASHA(lambda params: params["r"], **ASHA)
-    assert [feed(by_cohort, *run) for run in runs] == [
-        TrialScheduler.CONTINUE,
-        TrialScheduler.STOP,  # the first mixing run at the rung: ranked against all, it loses to the pure one
-        TrialScheduler.CONTINUE,  # better than the other mixing run: a plain ASHA would stop it (below)
-        TrialScheduler.STOP,  # worse than its cohort's cutoff
-    ]
-    one_cohort = StableASHA(**ASHA)
-    assert [feed(one_cohort, *run) for run in runs][2] == TrialScheduler.STOP
-    assert isinstance(make_scheduler(SearchConfig(), 1000, 100, cohort=lambda params: 0), CohortASHA)
-    assert isinstance(make_scheduler(SearchConfig(), 1000, 100), StableASHA)

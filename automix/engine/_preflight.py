@@ -7,7 +7,7 @@ and the largest trial, whose data needs the corpora must be able to meet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +39,16 @@ class Plan:
     cost: Callable[[dict], float] | None = None
     data_check: TrainConfig | None = None  # the largest trial: the corpora must be able to feed it
     config: dict[str, Any] | None = None  # the resolved study config, an artifact of the parent run
-    cohort: Callable[[dict], Hashable] | None = None  # trials on the same token stream share a key
 
 
 def objective_plan(
-    objective: Objective, space: SearchSpace, settings: SearchConfig, workspace: Workspace, cost=None, cohort=None
+    objective: Objective, space: SearchSpace, settings: SearchConfig, workspace: Workspace, cost=None
 ) -> Plan:
-    """The plan of a custom objective: its own space and, optionally, its own cost function and
-    cohorts (trials whose losses compare at equal tokens; default: those of equal cost)."""
+    """The plan of a custom objective: its own space and, optionally, its own cost function."""
     _check_grid(space, settings)
     logged = {"space": space.source, **flatten(settings.model_dump(), "search.")}
     max_tokens = settings.max_train_tokens or UNCAPPED
-    eval_every = settings.grace_tokens or 1
-    return Plan(objective, space, settings, workspace, max_tokens, eval_every, logged, cost, cohort=cohort or cost)
+    return Plan(objective, space, settings, workspace, max_tokens, settings.grace_tokens or 1, logged, cost)
 
 
 def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspace) -> Plan:
@@ -66,13 +63,6 @@ def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspa
 
     def cost(params: dict) -> float:
         return space.apply(params, base).budget.total_tokens
-
-    def cohort(params: dict) -> str:
-        # Configs that differ only in lr and weight decay train on the same token stream under the
-        # same schedule shape: their losses at equal tokens compare (CohortASHA).
-        config = space.apply(params, base)
-        optim = config.optim.model_copy(update={"learning_rate": 0.0, "weight_decay": 0.0})
-        return config.model_copy(update={"optim": optim}).model_dump_json()
 
     max_tokens = _max_tokens(space, cost, settings.max_train_tokens)
     r_max = _corner(space, ("mix_ratio",), max).get("mix_ratio", space.fixed.get("mix_ratio", base.budget.mix_ratio))
@@ -90,7 +80,6 @@ def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspa
         cost,  # the cost-aware sampler weighs suggestions by it; the searcher caps it only with max_train_tokens
         base.model_copy(update={"budget": worst}),
         config.model_dump(),
-        cohort,
     )
 
 

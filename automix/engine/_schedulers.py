@@ -13,14 +13,12 @@ Optuna's stopping rules are single-objective); stopped trials are PRUNED and sta
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Hashable
-from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.stopper import Stopper
 
 from automix.config._study import SearchConfig
-from automix.protocol import DECAYING, KEEP_KEY, TOKENS, trained_tokens, user_params
+from automix.protocol import DECAYING, KEEP_KEY, TOKENS, trained_tokens
 
 
 class _StablePhaseOnly:
@@ -55,73 +53,6 @@ class StableMedianStoppingRule(_StablePhaseOnly, MedianStoppingRule):
     """The median stopping rule over stable-phase losses only."""
 
 
-class CohortASHA(FIFOScheduler):
-    """ASHA that ranks a trial first against its cohort: the trials on the same token stream.
-
-    Trials of one cohort (`cohort(params)`; for the built-in trainer, the same budget and schedule:
-    epochs, mix ratio, ...) see the same tokens in the same order under the same lr shape and
-    differ only in what is being tuned (lr, weight decay), so their losses at equal tokens compare
-    like for like. Across cohorts they do not: at 500k tokens a run mixing 50% English shows a worse
-    Arabic loss than a pure-Arabic one although it ends far better (BENCHMARKS.md, "Search
-    efficiency on the real task"). So at each rung a trial is ranked against the earlier trials of
-    its cohort there, and only the first of its cohort to reach a rung is ranked against all trials
-    (Ray's stable-phase ASHA, as `StableASHA`). Each ranking is one of Ray's ASHA schedulers; this
-    class only routes the results. A stopped point proposed again continues from its checkpoint
-    (automix/engine/_searcher.py), so a wrong cut costs little.
-    """
-
-    def __init__(self, cohort: Callable[[dict], Hashable], **asha: Any):
-        super().__init__()
-        self._cohort = cohort
-        self._asha = asha
-        self._all = StableASHA(**asha)
-        self._cohorts: dict[Hashable, StableASHA] = {}
-        self._reached: dict[Hashable, set[int]] = {}  # rungs some trial of the cohort has reached
-        self._rungs = _rungs(asha["grace_period"], asha["max_t"], asha["reduction_factor"])
-
-    def _own(self, trial) -> tuple[Hashable, StableASHA]:
-        key = self._cohort(user_params(trial.config))
-        if key not in self._cohorts:
-            self._cohorts[key] = StableASHA(**self._asha)
-            self._reached[key] = set()
-        return key, self._cohorts[key]
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        self._all.on_trial_add(tune_controller, trial)
-        self._own(trial)[1].on_trial_add(tune_controller, trial)
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        key, own = self._own(trial)
-        overall = self._all.on_trial_result(tune_controller, trial, result)
-        within = own.on_trial_result(tune_controller, trial, result)
-        if StableASHA._ignored(trial, result) or TOKENS not in result:
-            return TrialScheduler.CONTINUE
-        new = {m for m in self._rungs if m <= result[TOKENS]} - self._reached[key]
-        self._reached[key] |= new
-        return overall if new else within  # first of its cohort at a rung: ranked against all
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        self._all.on_trial_complete(tune_controller, trial, result)
-        self._own(trial)[1].on_trial_complete(tune_controller, trial, result)
-
-    def on_trial_remove(self, tune_controller, trial) -> None:
-        for scheduler in (self._all, self._own(trial)[1]):
-            with contextlib.suppress(KeyError):
-                scheduler.on_trial_remove(tune_controller, trial)
-
-    def debug_string(self) -> str:
-        return f"CohortASHA: {len(self._cohorts)} cohorts"
-
-
-def _rungs(grace: float, max_t: float, reduction_factor: float) -> list[float]:
-    """ASHA's milestones: grace · rf^k up to max_t."""
-    rungs, milestone = [], grace
-    while milestone <= max_t:
-        rungs.append(milestone)
-        milestone *= reduction_factor
-    return rungs
-
-
 def grace_tokens(settings: SearchConfig, eval_every: int) -> int:
     """The first point where a scheduler may stop a trial: `grace_tokens`, else two evaluations."""
     return settings.grace_tokens or 2 * eval_every
@@ -139,23 +70,19 @@ def checkpoint_cadence(settings: SearchConfig, eval_every: int, cadence: int | N
     return min(cadence, grace_tokens(settings, eval_every))
 
 
-def make_scheduler(
-    settings: SearchConfig, max_tokens: int, eval_every: int, cohort: Callable[[dict], Hashable] | None = None
-) -> TrialScheduler:
-    """ASHA (default; by cohort when `cohort(params)` is known), the median stopping rule, or none;
-    grace defaults to two evaluations."""
+def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
+    """ASHA (default), the median stopping rule, or none; grace defaults to two evaluations."""
     grace = grace_tokens(settings, eval_every)
     metric, mode = settings.metrics[0], settings.modes[0]
     if settings.scheduler == "asha":
-        asha = {
-            "time_attr": TOKENS,
-            "metric": metric,
-            "mode": mode,
-            "max_t": max_tokens,
-            "grace_period": min(grace, max_tokens),
-            "reduction_factor": settings.reduction_factor,
-        }
-        return CohortASHA(cohort, **asha) if cohort is not None else StableASHA(**asha)
+        return StableASHA(
+            time_attr=TOKENS,
+            metric=metric,
+            mode=mode,
+            max_t=max_tokens,
+            grace_period=min(grace, max_tokens),
+            reduction_factor=settings.reduction_factor,
+        )
     if settings.scheduler == "median":
         return StableMedianStoppingRule(time_attr=TOKENS, metric=metric, mode=mode, grace_period=grace)
     return FIFOScheduler()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +91,6 @@ def search_objective(
     join: bool = False,
     verbose: bool = True,
     cost: Callable[[dict], float] | None = None,
-    cohort: Callable[[dict], Hashable] | None = None,
     callbacks: list[tune.Callback] | None = None,
     **settings: Any,
 ) -> SearchResult:
@@ -100,14 +99,11 @@ def search_objective(
     `space` is a `SearchSpace`, a space file's path, a dict of Optuna distributions, or a dict in
     the space-file format (`{"x": {"type": "float", "low": 0, "high": 1}}`, with or without a
     top-level `params`). `cost(params)` gives a suggestion's training tokens, for
-    `max_train_tokens` and the cost-aware samplers; `cohort(params)` a key shared by trials whose
-    losses compare at equal tokens (same data stream and schedule shape; default: equal cost), which
-    ASHA ranks against each other first (`CohortASHA`). The other arguments are those of `search`;
-    `study`, `work_dir`, `storage` and `tracking_uri` say where it is kept (default: `runs/<study>`,
-    sqlite files in it).
+    `max_train_tokens`. The other arguments are those of `search`; `study`, `work_dir`, `storage`
+    and `tracking_uri` say where it is kept (default: `runs/<study>`, sqlite files in it).
     """
     workspace = Workspace.of(study, work_dir, storage, tracking_uri)
-    plan = objective_plan(objective, as_space(space), _settings(SearchConfig(), settings), workspace, cost, cohort)
+    plan = objective_plan(objective, as_space(space), _settings(SearchConfig(), settings), workspace, cost)
     return _search(plan, address, resume, join, verbose, callbacks)
 
 
@@ -246,7 +242,7 @@ def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list
             tune.with_resources(make_trainable(plan.objective), resources),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=make_scheduler(settings, plan.max_tokens, plan.eval_every, plan.cohort),
+                scheduler=make_scheduler(settings, plan.max_tokens, plan.eval_every),
                 num_samples=state.remaining,
                 max_concurrent_trials=settings.concurrency,
                 time_budget_s=settings.time_budget_s,
