@@ -52,8 +52,11 @@ from automix.protocol import trained_tokens
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
 # (label, sampler, scheduler): automix's default, the other model-based samplers, random search with and without ASHA.
+# "no freeze-thaw": a pruned point proposed again trains from scratch (automix before 2026-11-30).
 METHODS = (
     ("automix default: robustgp + asha", "robustgp", "asha"),
+    ("robustgp + asha, no freeze-thaw", "robustgp", "asha"),
+    ("gp + asha, no freeze-thaw", "gp", "asha"),
     ("gp + asha", "gp", "asha"),
     ("tpe + asha", "tpe", "asha"),
     ("costtpe + asha", "costtpe", "asha"),
@@ -81,10 +84,11 @@ class GridReplay:
     decay_frac: float
     cadence: int
     checkpoints: Path
+    thaw: bool = True  # False: a continued trial starts from scratch, as before freeze-thaw
 
     def __call__(self, params: dict, report) -> dict[str, float]:
         curve = self.curves[tuple(int(params[name]) for name in self.axes)]
-        start, next_checkpoint = self._resumed(report.requeued_from)
+        start, next_checkpoint = self._resumed(report.requeued_from if self.thaw else None)
         for i, (tokens, loss) in enumerate(curve, 1):
             if tokens <= start:
                 continue
@@ -182,9 +186,16 @@ def main() -> None:
         settings = example.search.model_copy(update={"scheduler": scheduler, **fixed})
         cadence = checkpoint_cadence(settings, example.eval_every_tokens, example.checkpoint_every_tokens)
         for seed in range(args.seeds):
-            work = ROOT / "runs" / "bench_efficiency" / args.grid.name / f"{sampler}-{scheduler}-{seed}"
+            thaw = "no freeze-thaw" not in label
+            work = (
+                ROOT
+                / "runs"
+                / "bench_efficiency"
+                / args.grid.name
+                / f"{sampler}-{scheduler}{'' if thaw else '-nothaw'}-{seed}"
+            )
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
-            replay = GridReplay(axes, curves, example.optim.decay_frac, cadence, work / "replay_checkpoints")
+            replay = GridReplay(axes, curves, example.optim.decay_frac, cadence, work / "replay_checkpoints", thaw)
             result = search_objective(
                 replay, space, study=f"eff-{sampler}-{scheduler}-{seed}", work_dir=work, verbose=False,
                 sampler=sampler, scheduler=scheduler, seed=seed, cost=replay.cost, **fixed,
