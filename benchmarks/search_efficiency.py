@@ -47,7 +47,7 @@ from automix.config._space import SearchSpace, load_space
 from automix.config._study import load_config
 from automix.engine._schedulers import checkpoint_cadence
 from automix.engine._search import search_objective
-from automix.protocol import trained_tokens
+from automix.protocol import REQUEUED_FROM, trained_tokens
 
 TOLERANCE = 0.005
 METRIC = "target_val_loss"
@@ -125,6 +125,7 @@ def grid_trials(work: Path) -> list[FrozenTrial]:
 def load_grid(trials: list[FrozenTrial], space_path: Path) -> tuple[dict[str, list], dict, float, float]:
     """The grid's axes, each point's curve [(tokens, loss), ...], its best loss and its total tokens."""
     axes = {name: list(values) for name, values in load_space(space_path).grid.items()}
+    by_number = {trial.number: trial for trial in trials}
     curves = {}
     for trial in trials:
         on_grid = all(trial.params[name] in values for name, values in axes.items())
@@ -132,7 +133,13 @@ def load_grid(trials: list[FrozenTrial], space_path: Path) -> tuple[dict[str, li
             continue
         index = tuple(values.index(trial.params[name]) for name, values in axes.items())
         tokens = int(trial.user_attrs["tokens"])
-        steps = [(int(s), float(v)) for s, v in sorted(trial.intermediate_values.items()) if s < tokens]
+        reports = dict(trial.intermediate_values)
+        # A point re-queued after a crash continued the crashed trial's checkpoint: its curve starts
+        # with the crashed trial's reports (the trainer resumes bit for bit).
+        if (crashed := by_number.get(trial.user_attrs.get(REQUEUED_FROM))) is not None:
+            first = min(reports, default=tokens)
+            reports |= {s: v for s, v in crashed.intermediate_values.items() if s < first}
+        steps = [(int(s), float(v)) for s, v in sorted(reports.items()) if s < tokens]
         curves[index] = [*steps, (tokens, float(trial.value))]
     expected = math.prod(len(v) for v in axes.values())
     if len(curves) != expected:
