@@ -18,6 +18,7 @@ import automix
 from automix.config._space import parse_space
 from automix.config._study import SAMPLERS, SearchConfig
 from automix.engine._samplers import make_sampler
+from automix.engine._search import sampler_seed
 from automix.engine._searcher import StudySearcher
 from automix.protocol import FINAL_KEY, TRIAL_KEY
 
@@ -294,3 +295,12 @@ def test_a_resumed_grid_stays_on_its_grid():
     trials = optuna.load_study(study_name="sweep", storage=storage).trials
     trained = sorted(t.params["x"] for t in trials if t.state == TrialState.COMPLETE)
     assert trained == [0.0, 0.25, 0.5, 0.75, 1.0]  # every grid point once, none off the grid
+
+
+def test_joining_drivers_with_neighbouring_seeds_draw_differently():
+    """Seeds 0 and 1 on two drivers: whichever joins second must not replay the other's draws."""
+    seeds = {sampler_seed(SearchConfig(seed=s), invocation) for s, invocation in ((0, 1), (1, 0), (0, 0), (1, 1))}
+    assert len(seeds) == 4
+    assert sampler_seed(SearchConfig(seed=7), 0) == 7  # a first invocation keeps the configured seed
+    grid = SearchConfig(seed=7, sampler="grid")
+    assert sampler_seed(grid, 3) == 7  # a grid keeps its shuffle across invocations

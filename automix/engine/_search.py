@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import ray
 from pydantic import ValidationError
@@ -351,5 +352,10 @@ def sampler_seed(settings: SearchConfig, invocation: int) -> int:
     """The seed of this invocation's sampler: offset by the invocation, so a resumed or joining
     driver does not replay the first one's random draws, except for a grid, whose order must stay
     the same: GridSampler gives trial number k the k-th point of its seeded shuffle, so another
-    shuffle would send a resumed sweep to points already trained and leave others out."""
-    return settings.seed if settings.sampler == "grid" else settings.seed + invocation
+    shuffle would send a resumed sweep to points already trained and leave others out.
+
+    Mixed, not added: two drivers joining with seeds 0 and 1 would otherwise both draw with seed 1
+    (0 + invocation 1, 1 + invocation 0) and propose the same points."""
+    if settings.sampler == "grid" or invocation == 0:
+        return settings.seed
+    return int(np.random.SeedSequence([settings.seed, invocation]).generate_state(1)[0])
