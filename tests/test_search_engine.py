@@ -119,9 +119,12 @@ def test_a_trial_stopped_at_its_last_report_is_complete(tmp_path):
 
 
 def late_bloomer(params, report):
-    """x=0 looks worst at every early report but ends best; x=1 and x=2 are flat."""
+    """x=0 looks worst at every early report but ends best; x=1 and x=2 are flat. A trial told to
+    continue another one resumes, like the trainer, from a checkpoint at 100 tokens."""
     curve = [3.0, 3.0, 3.0, 0.5] if params["x"] == 0 else [1.0 + params["x"]] * 4
     for step, loss in enumerate(curve, 1):
+        if report.requeued_from is not None and step == 1:
+            continue
         report({"tokens": 100 * step, "loss": loss, "progress": step / 4})
     continued = report.requeued_from
     return {"loss": curve[-1], "continued_from": -1 if continued is None else continued}
@@ -148,6 +151,8 @@ def test_repeats_a_pruned_point_to_its_end_and_never_a_finished_one(tmp_path):
         for t in trained
         if t not in repeats and t.state == TrialState.COMPLETE
     )
+    # a repeat skipped what it continued, yet its curve is whole: the pruned trial's reports before its own
+    assert all(sorted(t.intermediate_values) == [100, 200, 300, 400] for t in repeats)
     # The three points exhaust the space: further suggestions are rejected untrained, and the search ends.
     assert all(t.user_attrs["rejected"].startswith("same params as trial") for t in trials if t not in trained)
     assert len(trained) < 10

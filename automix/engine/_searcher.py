@@ -26,7 +26,8 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
   (`REQUEUED_KEY`; checkpoints fall on the scheduler's rungs, `checkpoint_cadence` in
   automix/engine/_schedulers.py), so it trains only the rest: freeze-thaw, with the sampler
   deciding what to thaw. The pruned trial stays PRUNED; the repeat records what it trained
-  (`trained_tokens`) beside where it ended (`tokens`).
+  (`trained_tokens`) beside where it ended (`tokens`), and gets the pruned trial's reports before
+  its own first one as intermediate values (a crashed trial's re-run too): its whole curve.
 """
 
 from __future__ import annotations
@@ -288,6 +289,7 @@ class StudySearcher(Searcher):
             # A result the scheduler stopped the trial on never reached on_trial_result: record it
             # (Optuna takes the last intermediate value as a pruned trial's value).
             self.on_trial_result(trial_id, result)
+            self._prepend_continued(trial)
             if state == "FAIL":
                 trial.set_user_attr(FAIL_REASON, reason)
                 self._study.tell(trial, state=TrialState.FAIL)
@@ -297,6 +299,20 @@ class StudySearcher(Searcher):
             else:
                 self._study.tell(trial, state=TrialState.PRUNED)
         self._done.add(trial_id)
+
+    def _prepend_continued(self, trial: optuna.Trial) -> None:
+        """Give a trial that continued another one's checkpoint (a crashed trial it re-runs, a pruned
+        one proposed again) that trial's reports before its own first one: its whole curve, as one
+        uninterrupted run would have reported it. A trial that started afresh reported them itself."""
+        attrs = trial.user_attrs
+        origin = attrs.get(REQUEUED_FROM, attrs.get(REPEAT_OF_PRUNED))
+        if origin is None or isinstance(self.metric, list):
+            return
+        by_number = {t.number: t for t in self._study.get_trials(deepcopy=False)}
+        first = min(by_number[trial.number].intermediate_values, default=math.inf)
+        for step, value in sorted(by_number[origin].intermediate_values.items()):
+            if step < first:
+                trial.report(value, step)
 
 
 def _feasible_points(space: dict[str, BaseDistribution], cost, max_cost) -> float:
