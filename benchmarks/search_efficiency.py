@@ -47,6 +47,7 @@ from automix.config._space import SearchSpace, load_space
 from automix.config._study import load_config
 from automix.engine._schedulers import checkpoint_cadence
 from automix.engine._search import search_objective
+from automix.engine._searcher import earlier_reports
 from automix.protocol import REQUEUED_FROM, trained_tokens
 
 TOLERANCE = 0.005
@@ -137,8 +138,7 @@ def load_grid(trials: list[FrozenTrial], space_path: Path) -> tuple[dict[str, li
         # A point re-queued after a crash continued the crashed trial's checkpoint: its curve starts
         # with the crashed trial's reports (the trainer resumes bit for bit).
         if (crashed := by_number.get(trial.user_attrs.get(REQUEUED_FROM))) is not None:
-            first = min(reports, default=tokens)
-            reports |= {s: v for s, v in crashed.intermediate_values.items() if s < first}
+            reports |= earlier_reports(reports, crashed.intermediate_values)
         steps = [(int(s), float(v)) for s, v in sorted(reports.items()) if s < tokens]
         curves[index] = [*steps, (tokens, float(trial.value))]
     expected = math.prod(len(v) for v in axes.values())
@@ -194,13 +194,8 @@ def main() -> None:
         cadence = checkpoint_cadence(settings, example.eval_every_tokens, example.checkpoint_every_tokens)
         for seed in range(args.seeds):
             thaw = "no freeze-thaw" not in label
-            work = (
-                ROOT
-                / "runs"
-                / "bench_efficiency"
-                / args.grid.name
-                / f"{sampler}-{scheduler}{'' if thaw else '-nothaw'}-{seed}"
-            )
+            name = f"{sampler}-{scheduler}{'' if thaw else '-nothaw'}-{seed}"
+            work = ROOT / "runs" / "bench_efficiency" / args.grid.name / name
             shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
             replay = GridReplay(axes, curves, example.optim.decay_frac, cadence, work / "replay_checkpoints", thaw)
             result = search_objective(

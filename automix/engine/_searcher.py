@@ -120,6 +120,7 @@ class StudySearcher(Searcher):
         self._done: set[str] = set()  # Ray trial ids already told to the study
         self._failed: dict[str, optuna.Trial] = {}  # Ray trial id -> Optuna trial awaiting its failure reason
         self._nodes: dict[str, dict] = {}  # Ray trial id -> node attributes last stored
+        self._origins: dict[str, int] = {}  # Ray trial id -> the trial number whose checkpoint it continues
         self._points: float | None = None  # points of the space within the cost cap (inf: continuous or too many)
 
     @property
@@ -165,6 +166,8 @@ class StudySearcher(Searcher):
             trial.set_user_attr(REPEAT_OF_PRUNED, pruned)
             tags[KEEP_KEY] = True
             tags.setdefault(REQUEUED_KEY, pruned)  # freeze-thaw: continue where the scheduler stopped it
+        if REQUEUED_KEY in tags:
+            self._origins[trial_id] = tags[REQUEUED_KEY]
         return {**params, **tags}
 
     def _space_is_exhausted(self) -> bool:
@@ -289,7 +292,7 @@ class StudySearcher(Searcher):
             # A result the scheduler stopped the trial on never reached on_trial_result: record it
             # (Optuna takes the last intermediate value as a pruned trial's value).
             self.on_trial_result(trial_id, result)
-            self._prepend_continued(trial)
+            self._prepend_continued(trial, self._origins.get(trial_id))
             if state == "FAIL":
                 trial.set_user_attr(FAIL_REASON, reason)
                 self._study.tell(trial, state=TrialState.FAIL)
@@ -300,19 +303,23 @@ class StudySearcher(Searcher):
                 self._study.tell(trial, state=TrialState.PRUNED)
         self._done.add(trial_id)
 
-    def _prepend_continued(self, trial: optuna.Trial) -> None:
-        """Give a trial that continued another one's checkpoint (a crashed trial it re-runs, a pruned
-        one proposed again) that trial's reports before its own first one: its whole curve, as one
-        uninterrupted run would have reported it. A trial that started afresh reported them itself."""
-        attrs = trial.user_attrs
-        origin = attrs.get(REQUEUED_FROM, attrs.get(REPEAT_OF_PRUNED))
+    def _prepend_continued(self, trial: optuna.Trial, origin: int | None) -> None:
+        """Give a trial that continued trial `origin`'s checkpoint (a crashed trial it re-runs, a
+        pruned one proposed again) `origin`'s reports before its own first one: its whole curve."""
         if origin is None or isinstance(self.metric, list):
             return
         by_number = {t.number: t for t in self._study.get_trials(deepcopy=False)}
-        first = min(by_number[trial.number].intermediate_values, default=math.inf)
-        for step, value in sorted(by_number[origin].intermediate_values.items()):
-            if step < first:
-                trial.report(value, step)
+        own, earlier = by_number[trial.number].intermediate_values, by_number[origin].intermediate_values
+        for step, value in sorted(earlier_reports(own, earlier).items()):
+            trial.report(value, step)
+
+
+def earlier_reports(own: dict[int, float], origin: dict[int, float]) -> dict[int, float]:
+    """The reports (step -> value) of the run a trial continued that come before the trial's own
+    first one: what one uninterrupted run would have reported there. A trial that started afresh
+    reported them itself (none come before its first)."""
+    first = min(own, default=math.inf)
+    return {step: value for step, value in origin.items() if step < first}
 
 
 def _feasible_points(space: dict[str, BaseDistribution], cost, max_cost) -> float:
