@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, ..., first-seed + seeds - 1")
-    samplers = ["tpe", "costtpe", "gp", "robustgp", "costgp", "costei", "random"]
+    samplers = ["tpe", "costtpe", "gp", "robustgp", "costgp", "costei", "costtrend", "random"]
     parser.add_argument("--samplers", nargs="*", default=samplers)
     parser.add_argument("--surfaces", nargs="*", default=["paper"], choices=sorted(SURFACES))
     parser.add_argument("--target", choices=("optimum", "grid5"), default="optimum")

@@ -62,6 +62,7 @@ METHODS = (
     ("tpe + asha", "tpe", "asha"),
     ("costtpe + asha", "costtpe", "asha"),
     ("costei + asha", "costei", "asha"),
+    ("costtrend + asha", "costtrend", "asha"),
     ("costei, no scheduler", "costei", "none"),
     ("costgp + asha", "costgp", "asha"),
     ("gp, no scheduler", "gp", "none"),

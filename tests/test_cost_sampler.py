@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
-from automix.engine._cost_sampler import CostAwareSampler, Encoder, log_ei
+from automix.engine._cost_sampler import CostAwareSampler, Encoder, fit_model, log_ei
 from automix.engine._samplers import make_sampler
 
 SPACE = {
@@ -149,3 +149,38 @@ def test_costtpe_starts_tpe_from_cheap_points_then_hands_over():
     assert max(later) > max(startup)  # TPE's suggestions are not confined to the cheap quarter
     again = run(make_sampler("costtpe", space, 2, cost=tokens), SPACE, bowl, 14)
     assert [t.params for t in again.trials] == [t.params for t in study.trials]  # seeded
+
+
+def test_cost_trend_only_ever_says_dearer_is_better():
+    x = np.linspace(0, 1, 8)[:, None]
+    trend = np.linspace(0, 1, 8)
+    falling, _ = fit_model(x, 2.0 - trend, trend)
+    rising, _ = fit_model(x, 1.0 + trend, trend)
+    far = np.array([[1.0]])
+    assert falling(far, np.array([3.0]))[0][0] < 0.0  # extrapolates the fall past the dearest trial
+    assert rising(far, np.array([3.0]))[0][0] > 1.0  # no trend: the GP alone, back towards the mean
+
+
+def test_costtrend_reaches_a_dear_optimum_for_a_fraction_of_the_sweep():
+    """When the loss falls with the tokens trained (the real grids) the trend carries cheap trials to
+    the dear corner; lr and weight decay must still be found there."""
+    space = {"epochs": od.IntDistribution(0, 5), "wd": od.IntDistribution(0, 6), "lr": od.IntDistribution(0, 3)}
+
+    def loss(p: dict) -> float:
+        return 2.0 - 0.1 * p["epochs"] + 0.05 * (p["wd"] - 4) ** 2 + 0.03 * (p["lr"] - 1) ** 2
+
+    def cost(p: dict) -> float:
+        return 2.0 ** p["epochs"]
+
+    sweep = sum(cost({"epochs": e}) for e in range(6)) * 7 * 4
+    for seed in range(3):
+        study = optuna.create_study(sampler=make_sampler("costtrend", SearchSpace(space), seed, cost=cost))
+        spent = 0.0
+        for _ in range(40):
+            trial = study.ask(space)
+            study.tell(trial, loss(trial.params))
+            spent += cost(trial.params)
+            if trial.params == {"epochs": 5, "wd": 4, "lr": 1}:
+                break
+        assert trial.params == {"epochs": 5, "wd": 4, "lr": 1}
+        assert spent < 0.1 * sweep

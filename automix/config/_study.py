@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
 
-SAMPLERS = ("tpe", "gp", "robustgp", "costtpe", "costgp", "costei", "botorch", "random", "qmc", "grid", "cmaes")
+SAMPLERS = (
+    "tpe", "gp", "robustgp", "costtpe", "costgp", "costei", "costtrend", "botorch", "random", "qmc", "grid", "cmaes",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):

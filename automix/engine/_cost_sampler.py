@@ -2,7 +2,7 @@
 
 automix knows what a suggestion costs before it trains (T = E·U/(1−r) for the built-in trainer,
 `automix/engine/_preflight.py`), and on data-constrained surfaces the best point is among the most
-expensive ones (BENCHMARKS.md "Search efficiency"). Two samplers use that (`_samplers.py`):
+expensive ones (BENCHMARKS.md "Search efficiency"). Three samplers use that (`_samplers.py`):
 
 `costgp`: Optuna's GPSampler whose start-up trials (its public `independent_sampler`) are 5
 quasi-random points from the cheapest quarter of the space (`CheapStartSampler`) instead of 10
@@ -10,7 +10,9 @@ uniform random ones, which on the real grid cost 3–9% of the grid's tokens by 
 
 `costei` (`CostAwareSampler`), the same start-up, then its own model and acquisition:
 - a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube, optionally over a
-  linear trend in log cost (`trend`; off: it made the search dearer on the synthetic surface);
+  linear trend in log cost (`trend`: the sampler `costtrend`; it halves the tokens on the real replay
+  grids, whose best point is their dearest, and doubles them on synthetic surfaces whose optimum is
+  inside the box: BENCHMARKS.md "Cost trend");
 - the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1, cooled to
   plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it spends on
   expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
