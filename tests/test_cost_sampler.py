@@ -103,6 +103,17 @@ def test_learns_from_complete_trials_only_and_keeps_pruned_ones_pruned():
     assert study.ask(GRID).params  # still suggests, from the three complete trials
 
 
+def test_a_failed_point_is_not_proposed_again():
+    """A diverged (NaN) start-up point was proposed over and over: FAIL trials were not 'taken'."""
+    study = optuna.create_study(sampler=make_sampler("costtrend", SearchSpace(SPACE), 0, cost=tokens))
+    for _ in range(8):
+        trial = study.ask(SPACE)
+        study.tell(trial, math.nan if trial.params["weight_decay"] < 1 else bowl(trial.params))
+    keys = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(keys)) == len(keys)
+    assert TrialState.FAIL in [t.state for t in study.trials]
+
+
 def test_without_a_cost_it_is_plain_expected_improvement():
     study = run(make_sampler("costei", SearchSpace(GRID), 0), GRID, grid_loss, 15)
     assert study.best_value <= 1

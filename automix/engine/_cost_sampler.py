@@ -252,7 +252,10 @@ class CostAwareSampler(BaseSampler):
         if not search_space or len(study.directions) > 1:
             return {}
         enc = Encoder(search_space)
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        # A failed point is taken too: the trainer is deterministic, so it would fail again (a crashed
+        # trial is re-queued by the searcher, automix/engine/_searcher.py, not re-proposed here).
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
+        trials = study.get_trials(deepcopy=False, states=states)
         done = [t for t in trials if t.state == TrialState.COMPLETE and _has(t, enc) and math.isfinite(t.value)]
         taken = {_key(t.params, enc) for t in trials if t.state != TrialState.PRUNED and _has(t, enc)}
         taken.discard(_key(trial.params, enc))  # the asking trial itself is RUNNING
