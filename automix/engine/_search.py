@@ -349,8 +349,8 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
 
 
 def sampler_seed(settings: SearchConfig, invocation: int) -> int:
-    """The seed of this invocation's sampler: offset by the invocation, so a resumed or joining
-    driver does not replay the first one's random draws, except for a grid, whose order must stay
+    """The seed of this invocation's sampler: derived from the seed and the invocation, so a resumed
+    or joining driver does not replay the first one's random draws, except for a grid, whose order must stay
     the same: GridSampler gives trial number k the k-th point of its seeded shuffle, so another
     shuffle would send a resumed sweep to points already trained and leave others out.
 
