@@ -5,7 +5,8 @@ result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
 result = automix.search_objective(my_objective, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=20)
 
 The public API is re-exported here; the parts live in subpackages (docs/design.md, "Layout"):
-`config`, `study`, `tracking`, `trial`, `engine`, `analysis`, `scaling`, with private `_modules`.
+`config`, `samplers`, `study`, `tracking`, `trial`, `engine`, `analysis`, `scaling`, with private
+`_modules`.
 """
 
 from __future__ import annotations

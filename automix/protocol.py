@@ -29,7 +29,7 @@ TRAINED = "trained_tokens"  # tokens this run trained: below `tokens` when it co
 # Optuna user attributes automix writes on a trial.
 COST_KEYS = (TOKENS, TRAINED, "wall_time_s")
 NODE_KEYS = ("node_ip", "node_id")  # where a trial runs: Ray's node_ip, automix's node_id
-REJECTED = "rejected"  # a suggestion recorded PRUNED and never trained (why, as text)
+REJECTED = "rejected"  # a suggestion recorded FAIL and never trained (why, as text): no observation
 REQUEUED_FROM = "requeued_from"  # the number of the crashed trial a re-queued one re-runs
 REPEAT_OF_PRUNED = "repeat_of_pruned"  # a pruned point proposed again: continued from its checkpoint to its end
 FAIL_REASON = "fail_reason"

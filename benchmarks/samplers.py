@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import SURFACES, Surface  # noqa: E402
 
 from automix.config._space import SearchSpace, load_space  # noqa: E402
-from automix.engine._samplers import grid_values, make_sampler  # noqa: E402
+from automix.samplers import grid_values, make_sampler  # noqa: E402
 
 TOLERANCE = 0.005
 # automix's tpe is Optuna 5's TPESampler defaults (multivariate, constant liar): no separate "stock TPE".

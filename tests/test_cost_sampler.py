@@ -1,4 +1,4 @@
-"""The cost-aware sampler (`search.sampler: costei`, automix/engine/_cost_sampler.py)."""
+"""The cost-aware samplers (`search.sampler: costei`, automix/samplers/_cost.py, _gp_model.py, ...)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
-from automix.engine._cost_sampler import CostAwareSampler, Encoder, fit_model, log_ei
-from automix.engine._samplers import make_sampler
+from automix.samplers import CostAwareSampler, make_sampler
+from automix.samplers._cost import Encoder
+from automix.samplers._gp_model import fit_model, log_ei
 
 SPACE = {
     "weight_decay": od.FloatDistribution(0.01, 10.0, log=True),

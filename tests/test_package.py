@@ -18,6 +18,7 @@ def _loaded_after(module: str, forbidden: tuple[str, ...]) -> list[str]:
     ("module", "forbidden"),
     [
         ("automix.protocol", ("ray", "torch", "mlflow", "optuna")),
+        ("automix.samplers", ("ray", "torch", "mlflow", "automix.engine", "automix.study", "automix.trial")),
         ("automix.tracking", ("ray", "torch", "automix.engine", "automix.trial")),
         ("automix.study", ("ray", "torch", "automix.engine", "automix.trial")),
         ("automix.analysis", ("ray", "torch", "automix.engine", "automix.trial")),
@@ -27,6 +28,21 @@ def _loaded_after(module: str, forbidden: tuple[str, ...]) -> list[str]:
 )
 def test_layers_do_not_import_the_layers_above(module, forbidden):
     assert _loaded_after(module, forbidden) == []
+
+
+def test_a_config_checks_its_sampler_name_in_the_registry_without_the_engine():
+    """`search.sampler` is looked up in the samplers' registry (the one list of names) when a config
+    is validated; that loads the samplers layer, never Ray, torch or MLflow."""
+    code = (
+        "import sys\n"
+        "from automix.config import SearchConfig\n"
+        "from automix.samplers import sampler_names\n"
+        "assert all(SearchConfig(sampler=name).sampler == name for name in sampler_names())\n"
+        "forbidden = ('ray', 'torch', 'mlflow', 'automix.engine')\n"
+        "print(' '.join(m for m in forbidden if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True, text=True)
+    assert out.stdout.split() == []
 
 
 def test_exports_are_the_functions_after_every_subpackage_loads():

@@ -1,4 +1,4 @@
-"""The default sampler `robustgp` (automix/engine/_robust_sampler.py): what the wrapped GP is shown."""
+"""The default sampler `robustgp` (automix/samplers/_robust.py): what the wrapped GP is shown."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
-from automix.engine._robust_sampler import RobustSampler
-from automix.engine._samplers import make_sampler
+from automix.protocol import REJECTED
+from automix.samplers import RobustSampler, make_sampler
 
 
 class Recording(optuna.samplers.RandomSampler):
@@ -47,6 +47,32 @@ def test_robust_sampler_clips_losses_at_the_median_and_counts_failures(direction
     running = [p for s, v, p in inner.seen if s == TrialState.RUNNING]
     assert running == [{"x": 0.8}, {}]  # the other pending point, and the trial being suggested
     assert study.trials[3].value == sign * 7.0  # the study itself keeps the truth
+
+
+def test_robust_sampler_leaves_out_suggestions_the_searcher_rejected():
+    """A rejected suggestion was never trained: neither an observation at the median nor in it."""
+    inner = Recording(seed=0)
+    study = optuna.create_study(sampler=RobustSampler(inner))
+    x = od.FloatDistribution(0, 1)
+    for i, loss in enumerate([1.0, 1.25, 1.75, 2.0]):
+        study.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions={"x": x}, value=loss))
+    # Rejected suggestions are recorded FAIL (PRUNED by earlier versions); a real failure counts.
+    for state, at in ((TrialState.FAIL, 0.7), (TrialState.PRUNED, 0.6)):
+        rejected = {REJECTED: "train_tokens 3,200,000 > max_train_tokens 1,000,000"}
+        study.add_trial(
+            optuna.trial.create_trial(params={"x": at}, distributions={"x": x}, state=state, user_attrs=rejected)
+        )
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.9}, distributions={"x": x}, state=TrialState.FAIL))
+    study.ask({"x": x})
+    median = 1.5
+    assert [(s, v, p) for s, v, p in inner.seen] == [
+        (TrialState.COMPLETE, 1.0, {"x": 0.0}),
+        (TrialState.COMPLETE, 1.25, {"x": 0.1}),
+        (TrialState.COMPLETE, median, {"x": 0.2}),
+        (TrialState.COMPLETE, median, {"x": 0.3}),
+        (TrialState.COMPLETE, median, {"x": 0.9}),
+        (TrialState.RUNNING, None, {}),  # the trial being suggested
+    ]
 
 
 def test_robustgp_leaves_a_failing_region_where_optunas_gp_returns_to_it():

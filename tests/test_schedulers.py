@@ -16,7 +16,7 @@ from automix.engine._schedulers import (
     checkpoint_cadence,
     make_scheduler,
 )
-from automix.protocol import DECAYING, KEEP_KEY, TOKENS
+from automix.protocol import DECAYING, KEEP_KEY, PROGRESS, TOKENS
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,39 @@ def test_token_budget_counts_what_each_trial_trained():
 
 
 def test_checkpoints_fall_on_every_rung_when_a_scheduler_stops_trials():
-    asha = SearchConfig(scheduler="asha", grace_tokens=500)
+    asha = SearchConfig(scheduler="asha", fidelity="tokens", grace_tokens=500)
     assert checkpoint_cadence(asha, eval_every=100, cadence=1_000_000) == 500  # rungs: 500·3^k
-    assert checkpoint_cadence(SearchConfig(scheduler="asha"), eval_every=100, cadence=1_000_000) == 200
+    tokens = SearchConfig(scheduler="asha", fidelity="tokens")
+    assert checkpoint_cadence(tokens, eval_every=100, cadence=1_000_000) == 200
+    # On the progress axis a rung is the first evaluation past a share of the trial's own T: any evaluation.
+    assert checkpoint_cadence(SearchConfig(scheduler="asha"), eval_every=100, cadence=1_000_000) == 100
     assert checkpoint_cadence(asha, eval_every=100, cadence=None) is None  # checkpoints off stay off
     assert checkpoint_cadence(SearchConfig(scheduler="none"), eval_every=100, cadence=1_000_000) == 1_000_000
+
+
+def _progress_reports(asha, trials):
+    """Feed (name, T, [losses at each evaluation]) trial by trial, reporting progress; the last actions."""
+    actions = {}
+    for name, total, losses in trials:
+        asha.on_trial_add(Controller(), Handle(name))
+        for k, loss in enumerate(losses, 1):
+            tokens = k * total // len(losses)
+            decaying = k == len(losses)  # the last evaluation is in the lr decay, as the trainer's
+            result = {TOKENS: tokens, PROGRESS: k / len(losses), "loss": loss, DECAYING: decaying}
+            actions[name] = asha.on_trial_result(Controller(), Handle(name), result)
+            if actions[name] == TrialScheduler.STOP:
+                break
+    return actions
+
+
+def test_the_progress_axis_compares_a_long_run_at_the_same_point_of_its_own_schedule():
+    # Two short runs (T = 900) and a long one (T = 9000), each evaluated 9 times. At equal tokens the
+    # long run (1.5 at its first evaluation, 1000 tokens) is worse than the short ones at their end;
+    # at the same share of its own budget it is the best of the three.
+    trials = [("short1", 900, [2.0, 1.6, 1.4, 1.3, 1.25, 1.2, 1.15, 1.1, 1.05]),
+              ("short2", 900, [2.1, 1.7, 1.5, 1.4, 1.3, 1.25, 1.2, 1.15, 1.1]),
+              ("long", 9000, [1.5, 1.2, 1.1, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75])]  # fmt: skip
+    by_progress = make_scheduler(SearchConfig(metric="loss"), 9000, 100)
+    assert _progress_reports(by_progress, trials)["long"] == TrialScheduler.CONTINUE
+    by_tokens = make_scheduler(SearchConfig(metric="loss", fidelity="tokens"), 9000, 100)
+    assert _progress_reports(by_tokens, trials)["long"] == TrialScheduler.STOP

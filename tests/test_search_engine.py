@@ -16,11 +16,11 @@ from ray.tune.search import Searcher
 
 import automix
 from automix.config._space import parse_space
-from automix.config._study import SAMPLERS, SearchConfig
-from automix.engine._samplers import make_sampler
+from automix.config._study import SearchConfig
 from automix.engine._search import sampler_seed
 from automix.engine._searcher import StudySearcher
 from automix.protocol import FINAL_KEY, TRIAL_KEY
+from automix.samplers import make_sampler, sampler_names
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
 import custom_objective  # noqa: E402
@@ -56,7 +56,7 @@ def run(tmp_path, name, objective=bowl, **kw):
     return automix.search_objective(objective, space, study=name, work_dir=tmp_path / name, **settings)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", sampler_names())
 def test_every_sampler_is_seeded(sampler):
     def suggestions(seed):
         study = optuna.create_study(sampler=make_sampler(sampler, SPACE, seed))
@@ -79,6 +79,17 @@ def test_samplers_run_trials_through_ray_into_storage(tmp_path, sampler):
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE] * 4
     assert result.best_value == min(t.value for t in stored.trials)
     assert result.trials["state"].tolist() == ["COMPLETE"] * 4
+
+
+def test_a_sampler_object_is_used_as_given_and_named_by_its_class(tmp_path):
+    # Seed 7, not the search's seed 0: a sampler built by name would draw other points.
+    result = run(tmp_path, "object", sampler=optuna.samplers.RandomSampler(seed=7), n_trials=4, concurrency=1)
+    alone = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+    assert [t.params for t in result.study.trials] == [alone.ask(SPACE.distributions).params for _ in range(4)]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'object' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("object").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("automix.role") == "search")
+    assert parent.data.tags["sampler"] == "RandomSampler"
 
 
 def test_asha_stopped_trials_are_pruned_not_complete(tmp_path):
@@ -191,7 +202,7 @@ def test_max_train_tokens_rejects_before_training(tmp_path):
     completed = [t for t in result.study.trials if t.state == TrialState.COMPLETE]
     assert len(completed) == 12
     assert all(t.params["y"] <= 1 for t in completed)
-    assert all(t.state == TrialState.PRUNED and not t.intermediate_values for t in rejected)
+    assert all(t.state == TrialState.FAIL and not t.intermediate_values for t in rejected)
     over = [t for t in rejected if t.user_attrs["rejected"].startswith("train_tokens")]
     assert over  # the space has y up to 4: some suggestions were over the cap
     assert all(t.constraints["train_tokens"] > 0 for t in over)
@@ -200,10 +211,10 @@ def test_max_train_tokens_rejects_before_training(tmp_path):
 
 
 def test_the_searcher_retries_rejections_from_reproducible_random_suggestions():
-    def suggestions(seed):
+    def suggestions(seed, retry_seed=0):
         searcher = StudySearcher(
             space=SPACE.distributions, metric="loss", mode="min", sampler=make_sampler("gp", SPACE, seed),
-            cost=lambda p: 1000 * (p["y"] + 1), max_cost=2000, target=8,
+            cost=lambda p: 1000 * (p["y"] + 1), max_cost=2000, target=8, seed=retry_seed,
         )  # fmt: skip
         configs = []
         while (config := searcher.suggest(trial_id := f"t{len(configs)}")) != Searcher.FINISHED:
@@ -216,10 +227,12 @@ def test_the_searcher_retries_rejections_from_reproducible_random_suggestions():
     configs, trials = suggestions(0)
     assert len(configs) == 8 and all(c["y"] <= 1 for c in configs)
     rejected = [t for t in trials if "rejected" in t.user_attrs]
-    assert rejected and all(t.state == TrialState.PRUNED for t in rejected)
+    assert rejected and all(t.state == TrialState.FAIL for t in rejected)
     assert {c[TRIAL_KEY] for c in configs} == {t.number for t in trials if t not in rejected}
     assert all(t.intermediate_values == {100: t.params["x"] ** 2 + 1} for t in trials if t not in rejected)
     assert suggestions(0)[0] == configs  # the random retries after a rejection are seeded too
+    # ...by the search's seed: another seed draws other retries (they depended on the trial count alone)
+    assert suggestions(0, retry_seed=1)[0] != configs
 
 
 def test_token_budget_stops_the_search(tmp_path):

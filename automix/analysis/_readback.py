@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from automix.config._study import ConfigError, StudyConfig
+from automix.protocol import REJECTED
 from automix.study._results import best_trials
 from automix.study._workspace import Workspace
 from automix.tracking._store import Tracker, is_trial
@@ -88,9 +89,10 @@ def load_study_data(config: StudyConfig) -> StudyData:
     for t in study.trials:
         names += [p for p in t.params if p not in names]
         value = t.values[0] if t.values else None
-        rows.append(
-            {**metrics.get(t.number, {}), **t.params, "number": t.number, "state": t.state.name, "value": value}
-        )
+        # A rejected suggestion (never trained) is a FAIL in Optuna, kept out of every sampler's
+        # observations; here it is named for what it is.
+        state = "REJECTED" if REJECTED in t.user_attrs else t.state.name
+        rows.append({**metrics.get(t.number, {}), **t.params, "number": t.number, "state": state, "value": value})
     if not rows:
         raise ConfigError(f"study '{config.study}' has no trials yet: run `automix search` first")
     return StudyData(config, workspace, study, pd.DataFrame(rows), names, tracker)

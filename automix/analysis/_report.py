@@ -132,7 +132,7 @@ def _target(data: StudyData) -> dict:
     return {"target": lambda t: t.values[0], "target_name": data.metric}
 
 
-STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4}
+STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 3, "WAITING": 4, "REJECTED": 5}
 MIN_TRIALS_PER_PARAM = 5  # below this many completed trials per varied param, importances are noise
 
 

@@ -2,7 +2,6 @@
 
 from automix.config._space import SearchSpace, load_space, parse_space
 from automix.config._study import (
-    SAMPLERS,
     ConfigError,
     SearchConfig,
     StudyConfig,
@@ -13,7 +12,6 @@ from automix.config._study import (
 )
 
 __all__ = [
-    "SAMPLERS",
     "ConfigError",
     "SearchConfig",
     "SearchSpace",

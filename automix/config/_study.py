@@ -10,20 +10,34 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
-
-SAMPLERS = (
-    "tpe", "gp", "robustgp", "costtpe", "costgp", "costei", "costtrend", "botorch", "random", "qmc", "grid", "cmaes",
-)  # fmt: skip
 
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; the message is one line."""
+
+
+def _registered_sampler(name: str) -> str:
+    """`name` if it is a registered sampler, else the error a Literal of the names would give.
+
+    The names live in one place, the samplers' registry (automix/samplers/_registry.py). It is
+    looked up when a config is validated, not when this module loads: the samplers import this
+    layer (SearchSpace, ConfigError), and a name registered later is accepted too.
+    """
+    from automix.samplers import sampler_names
+
+    names = sampler_names()
+    if name not in names:
+        quoted = [repr(n) for n in names]
+        expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return name
 
 
 class _Strict(BaseModel):
@@ -34,7 +48,9 @@ class SearchConfig(_Strict):
     """How trials are suggested, scheduled, resourced and budgeted."""
 
     space: str = Field("search_spaces/paper.yaml", description="search space YAML")
-    sampler: Literal[SAMPLERS] = "robustgp"
+    sampler: Annotated[str, AfterValidator(_registered_sampler)] = Field(
+        "robustgp", description="a registered sampler name (automix.samplers.sampler_names())"
+    )
     n_trials: int = Field(12, ge=1, description="trained trials to reach (rejected suggestions don't count)")
     concurrency: int = Field(2, ge=1, description="trials running at once")
     cpus_per_trial: float = Field(1, gt=0)
@@ -44,7 +60,15 @@ class SearchConfig(_Strict):
         "allow (automix/engine/_packing.py), 0 without a GPU; a fraction such as 0.25 sets it",
     )
     scheduler: Literal["asha", "median", "none"] = "asha"
-    grace_tokens: int | None = Field(None, ge=1, description="first stopping point; default 2 evaluations")
+    fidelity: Literal["progress", "tokens"] = Field(
+        "progress",
+        description="where schedulers compare trials: at the same share of each trial's own budget (progress), "
+        "or at equal tokens trained (tokens: a mixed or long run looks worse early)",
+    )
+    grace_progress: float = Field(1 / 9, gt=0, le=1, description="first stopping point on the progress axis")
+    grace_tokens: int | None = Field(
+        None, ge=1, description="first stopping point on the tokens axis; default 2 evaluations"
+    )
     reduction_factor: float = Field(3, gt=1)
     metric: str | list[str] = Field("target_val_loss", description="a list for multi-objective search")
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"

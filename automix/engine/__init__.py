@@ -1,6 +1,5 @@
 """The search engine (driver side): Optuna suggests, Ray Tune runs and stops trials, MLflow records them."""
 
-from automix.engine._samplers import SweepSampler, grid_size, make_sampler
 from automix.engine._schedulers import StableASHA, StableMedianStoppingRule, TokenBudget, make_scheduler
 from automix.engine._search import search, search_objective
 from automix.engine._searcher import StudySearcher
@@ -9,10 +8,7 @@ __all__ = [
     "StableASHA",
     "StableMedianStoppingRule",
     "StudySearcher",
-    "SweepSampler",
     "TokenBudget",
-    "grid_size",
-    "make_sampler",
     "make_scheduler",
     "search",
     "search_objective",

@@ -1,13 +1,19 @@
-"""Trial schedulers and search budgets, on `tokens` as the time axis.
+"""Trial schedulers and search budgets.
 
-Trials differ in T, so schedulers compare them at equal tokens trained; the trainer's
-warmup-stable-decay schedule keeps a partial run a fair early estimate of a longer one, as long as
-it is still in its stable phase: a report made while the lr decays (`decaying` true) shows a loss
-that a longer trial only reaches at its own end, so the schedulers here leave such reports out of
-their rungs and medians (they never stop a trial on one either). Nor do they stop a trial marked
-`KEEP_KEY` (a point proposed again after it was pruned, see automix/engine/_searcher.py), whose reports
-they also leave out. With several objectives the scheduler stops on the first metric (Ray's and
-Optuna's stopping rules are single-objective); stopped trials are PRUNED and stay off the Pareto front.
+Early stopping compares trials at rungs. Where the rungs sit is `search.fidelity`:
+- `progress` (the default): at the same share of each trial's *own* budget (the `progress` a
+  trial reports). Under a loss curve L(t) = L∞ + A·(c·t)^-α shared in shape, L at a share p of T
+  is L∞ + p^-α·(L(T) − L∞): the order at p is the order at the end, whatever T and whatever the
+  data efficiency c of a mix. At equal tokens, a long run (still early in its schedule) or a mixed
+  one (fewer target tokens seen) looks worse than it will end, and was pruned although it ended
+  best (BENCHMARKS.md "Fair multi-fidelity search").
+- `tokens`: at equal tokens trained (automix before 2026-12).
+Either way the trainer's warmup-stable-decay schedule keeps a partial run a fair estimate only in
+its stable phase: a report made while the lr decays (`decaying` true) neither sets a rung or a
+median nor stops a trial. Nor do they stop a trial marked `KEEP_KEY` (a point proposed again after
+it was pruned, see automix/engine/_searcher.py), whose reports they also leave out. With several
+objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
+single-objective); stopped trials are PRUNED and stay off the Pareto front.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.stopper import Stopper
 
 from automix.config._study import SearchConfig
-from automix.protocol import DECAYING, KEEP_KEY, TOKENS, trained_tokens
+from automix.protocol import DECAYING, KEEP_KEY, PROGRESS, TOKENS, trained_tokens
 
 
 class _StablePhaseOnly:
@@ -54,37 +60,44 @@ class StableMedianStoppingRule(_StablePhaseOnly, MedianStoppingRule):
 
 
 def grace_tokens(settings: SearchConfig, eval_every: int) -> int:
-    """The first point where a scheduler may stop a trial: `grace_tokens`, else two evaluations."""
+    """The first point where a scheduler on the tokens axis may stop a trial: `grace_tokens`, else two evaluations."""
     return settings.grace_tokens or 2 * eval_every
 
 
 def checkpoint_cadence(settings: SearchConfig, eval_every: int, cadence: int | None) -> int | None:
-    """A trial's checkpoint cadence: at most the grace, when a scheduler may stop trials.
+    """A trial's checkpoint cadence, so that every rung is a checkpoint when a scheduler may stop trials.
 
-    ASHA's rungs are grace·rf^k (integer rf: multiples of the grace), so every rung is a checkpoint
-    and a pruned point proposed again continues where it was stopped (automix/engine/_searcher.py).
-    None (checkpoints off) stays off.
+    On the tokens axis ASHA's rungs are grace·rf^k (integer rf: multiples of the grace); on the
+    progress axis a rung is the first evaluation at or past a share of the trial's own T, so every
+    evaluation is a checkpoint. A pruned point proposed again then continues where it was stopped
+    (automix/engine/_searcher.py). None (checkpoints off) stays off.
     """
     if settings.scheduler == "none" or cadence is None:
         return cadence
+    if settings.fidelity == "progress":
+        return min(cadence, eval_every)
     return min(cadence, grace_tokens(settings, eval_every))
 
 
 def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
-    """ASHA (default), the median stopping rule, or none; grace defaults to two evaluations."""
-    grace = grace_tokens(settings, eval_every)
+    """ASHA (default), the median stopping rule, or none, on the `fidelity` axis (module doc)."""
     metric, mode = settings.metrics[0], settings.modes[0]
+    if settings.fidelity == "progress":
+        axis, max_t, grace = PROGRESS, 1.0, settings.grace_progress
+    else:
+        axis, max_t = TOKENS, max_tokens
+        grace = min(grace_tokens(settings, eval_every), max_tokens)
     if settings.scheduler == "asha":
         return StableASHA(
-            time_attr=TOKENS,
+            time_attr=axis,
             metric=metric,
             mode=mode,
-            max_t=max_tokens,
-            grace_period=min(grace, max_tokens),
+            max_t=max_t,
+            grace_period=grace,
             reduction_factor=settings.reduction_factor,
         )
     if settings.scheduler == "median":
-        return StableMedianStoppingRule(time_attr=TOKENS, metric=metric, mode=mode, grace_period=grace)
+        return StableMedianStoppingRule(time_attr=axis, metric=metric, mode=mode, grace_period=grace)
     return FIFOScheduler()
 
 

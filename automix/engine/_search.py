@@ -33,9 +33,9 @@ from automix.engine._packing import resolve_gpus_per_trial
 from automix.engine._preflight import Plan, objective_plan, trainer_plan
 from automix.engine._progress import ProgressCallback, planned_tokens
 from automix.engine._quiet import LOG_NAME, quiet_output
-from automix.engine._samplers import make_sampler
 from automix.engine._schedulers import TokenBudget, make_scheduler
 from automix.engine._searcher import StudySearcher
+from automix.samplers import make_sampler
 from automix.study._prepare import StudyState, check_study, prepare_study
 from automix.study._results import SearchResult, collect
 from automix.study._storage import StorageUnavailable
@@ -63,7 +63,9 @@ def search(
     """Search the built-in trainer objective of a study config and return the result.
 
     `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, metric,
-    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `storage` overrides the
+    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `sampler` is a registered
+    name (`automix.samplers.sampler_names()`) or an `optuna.samplers.BaseSampler` instance, used as
+    given (not re-seeded) and named by its class in MLflow's `sampler` tag. `storage` overrides the
     config's Optuna storage, `address` joins a Ray cluster. `resume=True` continues the study;
     `join=True` runs alongside other drivers of it (a journal file or a database, not sqlite).
     `callbacks` are extra Ray Tune callbacks, called before automix's own. Bad input raises
@@ -75,8 +77,9 @@ def search(
             "for your own objective use automix.search_objective(objective, space, ...)"
         )
     workspace = Workspace.from_config(config, storage)
-    plan = trainer_plan(config, _settings(config.search, settings), workspace)
-    return _search(plan, address, resume, join, verbose, callbacks)
+    sampler, settings = _sampler_object(settings)
+    plan = trainer_plan(config, _settings(config.search, settings, sampler), workspace)
+    return _search(plan, address, resume, join, verbose, callbacks, sampler)
 
 
 def search_objective(
@@ -100,30 +103,50 @@ def search_objective(
     `space` is a `SearchSpace`, a space file's path, a dict of Optuna distributions, or a dict in
     the space-file format (`{"x": {"type": "float", "low": 0, "high": 1}}`, with or without a
     top-level `params`). `cost(params)` gives a suggestion's training tokens, for
-    `max_train_tokens`. The other arguments are those of `search`; `study`, `work_dir`, `storage`
-    and `tracking_uri` say where it is kept (default: `runs/<study>`, sqlite files in it).
+    `max_train_tokens`. The other arguments are those of `search` (`sampler` too: a name or an
+    `optuna.samplers.BaseSampler` instance); `study`, `work_dir`, `storage` and `tracking_uri` say
+    where it is kept (default: `runs/<study>`, sqlite files in it). Early stopping compares trials
+    at equal `tokens` unless `fidelity="progress"` (the objective then reports `progress`).
     """
     workspace = Workspace.of(study, work_dir, storage, tracking_uri)
-    plan = objective_plan(objective, as_space(space), _settings(SearchConfig(), settings), workspace, cost)
-    return _search(plan, address, resume, join, verbose, callbacks)
+    # `progress` is optional in a custom objective's reports, `tokens` is not: its early stopping
+    # compares trials at equal tokens unless it asks for the progress axis (fidelity="progress").
+    sampler, settings = _sampler_object({"fidelity": "tokens", **settings})
+    plan = objective_plan(objective, as_space(space), _settings(SearchConfig(), settings, sampler), workspace, cost)
+    return _search(plan, address, resume, join, verbose, callbacks, sampler)
 
 
-def _settings(base: SearchConfig, overrides: dict[str, Any]) -> SearchConfig:
+def _sampler_object(settings: dict[str, Any]) -> tuple[optuna.samplers.BaseSampler | None, dict[str, Any]]:
+    """A sampler object passed as `sampler=`, and the settings without it (a config names one only)."""
+    sampler = settings.get("sampler")
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        return None, settings
+    return sampler, {k: v for k, v in settings.items() if k != "sampler"}
+
+
+def _settings(
+    base: SearchConfig, overrides: dict[str, Any], sampler: optuna.samplers.BaseSampler | None = None
+) -> SearchConfig:
     unknown = sorted(set(overrides) - set(SearchConfig.model_fields))
     if unknown:
         raise ConfigError(f"unknown search setting {unknown[0]}=: choose from {', '.join(SearchConfig.model_fields)}")
     try:
-        return SearchConfig.model_validate({**base.model_dump(), **overrides})
+        settings = SearchConfig.model_validate({**base.model_dump(), **overrides})
     except ValidationError as e:
         raise ConfigError(f"search settings: {format_validation_error(e)}") from None
+    # A sampler object goes by its class name wherever the settings name the sampler (MLflow's
+    # `sampler` tag and `search.sampler` param); no name check applies: it is used, not built.
+    return settings if sampler is None else settings.model_copy(update={"sampler": type(sampler).__name__})
 
 
-def _search(plan: Plan, address, resume: bool, join: bool, verbose: bool, callbacks) -> SearchResult:
+def _search(
+    plan: Plan, address, resume: bool, join: bool, verbose: bool, callbacks, sampler: optuna.samplers.BaseSampler | None
+) -> SearchResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     _check_study(plan, resume, join)
     session = _open(plan, address, resume, join)
-    searcher = _searcher(plan, session.state)
+    searcher = _searcher(plan, session.state, sampler)
     mlflow_cb = MlflowTrialCallback(session.tracker, session.tags, plan.settings.metrics)
     status = "FAILED"
     try:
@@ -200,18 +223,22 @@ def _open(plan: Plan, address: str | None, resume: bool, join: bool) -> _Session
     return _Session(state, tracker, parent_id, tags, started_ray)
 
 
-def _searcher(plan: Plan, state: StudyState) -> StudySearcher:
+def _searcher(plan: Plan, state: StudyState, sampler: optuna.samplers.BaseSampler | None = None) -> StudySearcher:
+    """The searcher over the study: `sampler` as given (not re-seeded), else the named one, seeded."""
     settings = plan.settings
+    if sampler is None:
+        sampler = make_sampler(settings.sampler, plan.space, sampler_seed(settings, state.invocation), cost=plan.cost)
     return StudySearcher(
         space=plan.space.distributions,
         metric=settings.metric,
         mode=settings.mode,
-        sampler=make_sampler(settings.sampler, plan.space, sampler_seed(settings, state.invocation), cost=plan.cost),
+        sampler=sampler,
         study_name=plan.workspace.study,
         storage=plan.workspace.storage,
         cost=plan.cost,
         max_cost=settings.max_train_tokens,
         target=settings.n_trials,
+        seed=sampler_seed(settings, state.invocation),  # the random retries after a rejection
     )
 
 

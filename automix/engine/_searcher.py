@@ -12,10 +12,11 @@ at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
 - stores each trial's cost (`tokens`, `wall_time_s`) and, from its first result on, the Ray node
   running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
 - rejects, before training, a suggestion over the per-trial cost cap (it gets a positive
-  `train_tokens` constraint, `Trial.set_constraint`, so constraint-aware samplers learn to avoid
-  the region) or with the params of a trial already trained to its end (the trainer is
-  deterministic: same params and seed, same result): it is recorded PRUNED with a `REJECTED` user
-  attribute, is never trained, does not count, and the next try comes from random suggestions;
+  `train_tokens` constraint, `Trial.set_constraint`) or with the params of a trial already trained
+  to its end (the trainer is deterministic: same params and seed, same result): it is recorded
+  FAIL with a `REJECTED` user attribute, so no sampler takes it for an observation (a PRUNED trial
+  without reports read as the worst loss to TPE, at the best point's params), is never trained,
+  does not count, and the next try comes from random suggestions seeded by the search's seed;
 - finishes without asking when a finite space (integers, stepped floats, categories) has every
   point within the cost cap trained to its end, so resuming an exhausted study adds no rejected
   trials;
@@ -37,6 +38,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.pruners import NopPruner
@@ -48,7 +50,6 @@ from ray.tune.search import Searcher
 
 from automix.config._space import SearchSpace
 from automix.config._study import ConfigError
-from automix.engine._samplers import grid_values
 from automix.protocol import (
     COST_KEYS,
     FAIL_REASON,
@@ -65,6 +66,7 @@ from automix.protocol import (
     finished,
     trial_metrics,
 )
+from automix.samplers import grid_values
 
 MAX_REJECTIONS = 1000
 MAX_POINTS = 100_000  # a finite space up to this size is checked point by point for exhaustion
@@ -95,6 +97,7 @@ class StudySearcher(Searcher):
         cost: Callable[[dict], float] | None = None,
         max_cost: float | None = None,
         target: int | None = None,
+        seed: int = 0,
     ):
         # Ray's Searcher checks metric and mode: both strings, or lists of the same length.
         super().__init__(metric=metric, mode=mode)
@@ -113,6 +116,7 @@ class StudySearcher(Searcher):
             load_if_exists=True,
         )
         self._retry: optuna.Study | None = None
+        self._seed = seed
         self._target = target
         self._cost = cost if max_cost is not None else None
         self._max_cost = max_cost
@@ -192,16 +196,17 @@ class StudySearcher(Searcher):
             if reason is None:
                 return trial
             trial.set_user_attr(REJECTED, reason)
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.FAIL)  # not an observation: every sampler skips FAIL
             repeats = repeats + 1 if reason.startswith(SAME_PARAMS) else 0
             if repeats >= MAX_REPEATS:
                 log.warning("%d suggestions in a row were trained already: the space is exhausted", repeats)
                 return None
-            # A model-based sampler that ignores pruned trials (GP) would propose the same point
-            # again: retry from random suggestions, seeded by the trial count for reproducibility.
-            # A grid retries from its own unvisited points: a random one would be off the grid.
+            # A model-based sampler would propose the same point again: retry from random
+            # suggestions, seeded by the search's seed and the trial count (another seed, other
+            # draws). A grid retries from its own unvisited points: a random one would be off the grid.
             if not isinstance(self._study.sampler, GridSampler):
-                study = self._retry_study(seed=len(self._study.get_trials(deepcopy=False)) + attempt)
+                draw = len(self._study.get_trials(deepcopy=False)) + attempt
+                study = self._retry_study(int(np.random.SeedSequence([self._seed, draw]).generate_state(1)[0]))
         raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
 
     def _retry_study(self, seed: int) -> optuna.Study:

@@ -1,18 +1,20 @@
-"""Cost-aware sampling: cheap start-up designs, and expected improvement per token, cooled.
+"""Cost-aware sampling: expected improvement per token, cooled (`costei`, `costtrend`).
 
 automix knows what a suggestion costs before it trains (T = E·U/(1−r) for the built-in trainer,
 `automix/engine/_preflight.py`), and on data-constrained surfaces the best point is among the most
-expensive ones (BENCHMARKS.md "Search efficiency"). Three samplers use that (`_samplers.py`):
+expensive ones (BENCHMARKS.md "Search efficiency"). The cost-aware samplers of the registry
+(automix/samplers/_registry.py) use that:
 
-`costgp`: Optuna's GPSampler whose start-up trials (its public `independent_sampler`) are 5
-quasi-random points from the cheapest quarter of the space (`CheapStartSampler`) instead of 10
-uniform random ones, which on the real grid cost 3–9% of the grid's tokens by themselves.
+`costgp` and `costtpe`: Optuna's GPSampler / TPESampler whose start-up trials are quasi-random points
+from the cheapest quarter of the space (`CheapStartSampler`, automix/samplers/_cheap_start.py: this
+module's start-up design) instead of 10 uniform random ones, which on the real grid cost 3–9% of the
+grid's tokens by themselves.
 
 `costei` (`CostAwareSampler`), the same start-up, then its own model and acquisition:
 - a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube, optionally over a
   linear trend in log cost (`trend`: the sampler `costtrend`; it halves the tokens on the real replay
   grids, whose best point is their dearest, and doubles them on synthetic surfaces whose optimum is
-  inside the box: BENCHMARKS.md "Cost trend");
+  inside the box: BENCHMARKS.md "Cost trend"); the model is automix/samplers/_gp_model.py;
 - the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1, cooled to
   plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it spends on
   expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
@@ -20,8 +22,12 @@ uniform random ones, which on the real grid cost 3–9% of the grid's tokens by 
   of the best trials, refined by a local random search.
 
 Both learn from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
-(BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds). Points already
-trained to their end, or running, are never proposed again by `costei`.
+(BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds), and a suggestion
+the searcher refused to train (`automix.protocol.REJECTED`) was never observed. Points already
+trained to their end, failed, or running are never proposed again by `costei`.
+
+scipy's Sobol sampler is imported where it is used: `automix.config` looks the sampler names up in
+this package when it validates a config (automix/samplers/_registry.py), and must stay light.
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ import optuna.distributions as od
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import qmc
 
-from automix.protocol import TOKENS, trained_tokens
+from automix.protocol import REJECTED, TOKENS, trained_tokens
+from automix.samplers._gp_model import fit_model, log_ei
 
 MAX_ENUMERATED = 4096  # a finite space up to this size is scored point by point
 N_SOBOL = 1024
@@ -45,7 +51,20 @@ N_LOCAL = 256
 
 
 class Encoder:
-    """Maps params to the unit cube and back: log scale for log distributions, steps and ints rounded."""
+    """Maps params to the unit cube and back: log scale for log distributions, steps and ints rounded.
+
+    Args:
+        space: The distributions; the cube's axes are their names, sorted.
+
+    Example:
+        ::
+
+            import optuna
+            from automix.samplers._cost import Encoder
+
+            enc = Encoder({"epochs": optuna.distributions.IntDistribution(1, 32, log=True)})
+            enc.decode(enc.encode({"epochs": 8}))  # {'epochs': 8}
+    """
 
     def __init__(self, space: dict[str, od.BaseDistribution]):
         self.names = sorted(space)
@@ -104,99 +123,50 @@ class Encoder:
         return points
 
 
-def log_ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-    """log expected improvement below `best` of normal predictions, stable far in the tail."""
-    from scipy.special import log_ndtr
-
-    std = np.maximum(std, 1e-12)
-    z = (best - mean) / std
-    log_phi = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
-    # h(z) = φ(z) + zΦ(z); for z << 0 it is φ(z)/z² to leading order, which keeps candidates ranked.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        direct = np.log(np.maximum(np.exp(log_phi) + z * np.exp(log_ndtr(z)), 1e-300))
-        tail = log_phi - 2 * np.log(np.abs(z))
-    return np.log(std) + np.where(z > -5, direct, tail)
-
-
-def _matern52(a: np.ndarray, b: np.ndarray, lengthscales: np.ndarray) -> np.ndarray:
-    r = np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) / lengthscales) ** 2, 0).sum(-1) * 5.0)
-    return (1.0 + r + r**2 / 3.0) * np.exp(-r)
-
-
-class GP:
-    """A Matern-5/2 ARD Gaussian process on the unit cube, hyperparameters by MAP (numpy + scipy).
-
-    Small and exact: at 100 trials a fit is a few hundred 100×100 Cholesky factorizations. The
-    lengthscale prior follows BoTorch's `SingleTaskGP` default (log-normal, scaled with √d); the noise
-    prior is tiny: the objective is deterministic, and the goal (within 0.5% of the best) is finer
-    than a default noise level would resolve.
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None):
-        from scipy.optimize import minimize
-
-        self.x, d = x, x.shape[1]
-        self.mu, self.sd = float(y.mean()), float(y.std()) or 1.0
-        self.y = (y - self.mu) / self.sd
-        self._prior_loc = math.sqrt(2) + 0.5 * math.log(d)
-        theta0 = start if start is not None and len(start) == d + 2 else np.r_[np.full(d, self._prior_loc), 0.0, -12.0]
-        bounds = [(-4.0, 5.0)] * d + [(-3.0, 3.0), (-18.0, -2.0)]
-        fit = minimize(self._neg_log_post, theta0, method="L-BFGS-B", bounds=bounds, options={"maxiter": 60})
-        self.theta = fit.x if np.isfinite(fit.fun) else theta0
-        self._factor()
-
-    def _parts(self, theta: np.ndarray):
-        ls, var, noise = np.exp(theta[:-2]), math.exp(theta[-2]), math.exp(theta[-1]) + 1e-8
-        k = var * _matern52(self.x, self.x, ls) + noise * np.eye(len(self.x))
-        return ls, var, np.linalg.cholesky(k)
-
-    def _neg_log_post(self, theta: np.ndarray) -> float:
-        try:
-            _, _, chol = self._parts(theta)
-        except np.linalg.LinAlgError:
-            return 1e10
-        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
-        nll = 0.5 * self.y @ alpha + np.log(np.diag(chol)).sum()
-        prior = ((theta[:-2] - self._prior_loc) ** 2).sum() / (2 * 3.0) + (theta[-1] + 12.0) ** 2 / 8.0
-        return float(nll + prior)
-
-    def _factor(self) -> None:
-        self.ls, self.var, self.chol = self._parts(self.theta)
-        self.alpha = np.linalg.solve(self.chol.T, np.linalg.solve(self.chol, self.y))
-
-    def predict(self, x_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and std (noise-free) at `x_new`, in the units of y."""
-        ks = self.var * _matern52(x_new, self.x, self.ls)
-        v = np.linalg.solve(self.chol, ks.T)
-        var = np.maximum(self.var - (v**2).sum(0), 1e-12)
-        return self.mu + self.sd * ks @ self.alpha, self.sd * np.sqrt(var)
-
-
-def fit_model(x: np.ndarray, y: np.ndarray, trend: np.ndarray, start: np.ndarray | None = None):
-    """y = a + b·trend + GP(x) with b ≤ 0: its predictor `(x_new, trend_new) -> (mean, std)` and the
-    GP's hyperparameters (the next fit starts from them)."""
-    design = np.stack([np.ones_like(trend), trend], axis=1)
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    coef[1] = min(coef[1], 0.0)  # the trend may only say "more tokens, lower loss", never the reverse
-    coef[0] = float(np.mean(y - coef[1] * trend))
-    gp = GP(x, y - design @ coef, start)
-
-    def predict(x_new: np.ndarray, t_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean, std = gp.predict(x_new)
-        return mean + coef[0] + coef[1] * t_new, std
-
-    return predict, gp.theta
-
-
 class CostAwareSampler(BaseSampler):
-    """Cost-cooled expected improvement per token over a GP with a log-cost trend (module doc).
+    """Cost-cooled expected improvement per token over a GP, optionally over a log-cost trend (module doc).
 
-    `search_space`: the distributions (known before the first trial, so that it is cheap too; None:
-    those every trial so far has had). `cost(params)` is a suggestion's training tokens (None: every
-    point costs the same: plain EI).
-    `n_startup_trials` Sobol points come from the cheapest `cheap_quantile` of the space's costs.
-    `cooling`: the tokens, in units of the largest trial's cost, after which the acquisition is
-    plain EI. `trend`: model a linear trend of the loss in log cost under the GP.
+    The samplers `costei` (`trend=False`) and `costtrend` (`trend=True`). The first
+    `n_startup_trials` suggestions are Sobol points from the cheapest part of the space; then it
+    fits its model (automix/samplers/_gp_model.py) to the COMPLETE trials and proposes the candidate
+    with the highest log EI − α·log(cost / cheapest cost), α cooled from 1 to 0 as tokens are
+    spent. A point already trained to its end, failed or running is never proposed again.
+
+    Args:
+        search_space: The distributions (known before the first trial, so that it is cheap too;
+            None: those every trial so far has had).
+        cost: `cost(params)`, a suggestion's training tokens (None: every point costs the same:
+            plain EI).
+        seed: Seeds the Sobol designs and the candidates' perturbations: the same seed gives the
+            same suggestions.
+        n_startup_trials: Sobol points, from the cheapest `cheap_quantile` of the space's costs,
+            before the model is fitted.
+        cheap_quantile: The start-up points' cost is at most this quantile of the space's costs.
+        cooling: The tokens, in units of the largest trial's cost, after which the acquisition is
+            plain EI (0: plain EI throughout).
+        min_alpha: A floor under the cost weight α.
+        trend: Model a linear trend of the loss in log cost under the GP.
+
+    Example:
+        ::
+
+            import math
+
+            import optuna
+            from automix.samplers import CostAwareSampler
+
+            space = {
+                "epochs": optuna.distributions.IntDistribution(1, 32, log=True),
+                "mix_ratio": optuna.distributions.FloatDistribution(0.0, 0.75, step=0.05),
+            }
+
+            def tokens(params):  # T = E·U/(1 − r) with U = 100k
+                return params["epochs"] * 1e5 / (1 - params["mix_ratio"])
+
+            study = optuna.create_study(sampler=CostAwareSampler(space, cost=tokens, seed=0, trend=True))
+            for _ in range(10):
+                trial = study.ask(space)
+                study.tell(trial, 1 + 2 / math.log(tokens(trial.params)))
     """
 
     def __init__(
@@ -256,7 +226,9 @@ class CostAwareSampler(BaseSampler):
         # trial is re-queued by the searcher, automix/engine/_searcher.py, not re-proposed here).
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
         trials = study.get_trials(deepcopy=False, states=states)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and _has(t, enc) and math.isfinite(t.value)]
+        # Observations: finished, finite losses; never a suggestion the searcher refused to train
+        # (`REJECTED`), whatever state it is recorded in.
+        done = [t for t in trials if t.state == TrialState.COMPLETE and _observed(t, enc) and math.isfinite(t.value)]
         taken = {_key(t.params, enc) for t in trials if t.state != TrialState.PRUNED and _has(t, enc)}
         taken.discard(_key(trial.params, enc))  # the asking trial itself is RUNNING
         reference = enc.grid() or [enc.decode(u) for u in self._sobol(len(enc.names), N_SOBOL)]
@@ -266,6 +238,8 @@ class CostAwareSampler(BaseSampler):
         return self._acquire(enc, reference, done, taken, sign, _spent(trials, self))
 
     def _sobol(self, d: int, n: int) -> np.ndarray:
+        from scipy.stats import qmc
+
         return qmc.Sobol(d, scramble=True, seed=self._seed).random(n)
 
     def _startup(self, enc: Encoder, reference: list[dict], taken: set) -> dict:
@@ -282,6 +256,8 @@ class CostAwareSampler(BaseSampler):
         """The finite space itself, or fresh Sobol points plus perturbations of the 5 best trials."""
         if enc.grid() is not None:
             return reference
+        from scipy.stats import qmc
+
         d = len(enc.names)
         points = list(qmc.Sobol(d, scramble=True, seed=self._rng).random(N_SOBOL))
         best = sorted(done, key=lambda t: sign * t.value)[:5]
@@ -335,6 +311,10 @@ def _has(trial: FrozenTrial, enc: Encoder) -> bool:
     return all(n in trial.params for n in enc.names)
 
 
+def _observed(trial: FrozenTrial, enc: Encoder) -> bool:
+    return _has(trial, enc) and REJECTED not in trial.user_attrs
+
+
 def _key(params: dict, enc: Encoder) -> tuple:
     """A point's identity, rounded so that a decoded point matches the trial it came from."""
     return tuple(np.round(enc.encode(params), 9)) if all(n in params for n in enc.names) else ()
@@ -349,78 +329,3 @@ def _spent(trials: list[FrozenTrial], sampler: CostAwareSampler) -> float:
         elif t.state == TrialState.PRUNED:
             total += trained_tokens(t.user_attrs)
     return total
-
-
-class CheapStartSampler(BaseSampler):
-    """The cost-aware start-up design for another sampler's start-up phase (e.g. GPSampler's
-    public `independent_sampler`): one joint cheap Sobol point per trial, handed out param by param."""
-
-    def __init__(self, search_space: dict[str, od.BaseDistribution], cost, seed: int | None, cheap_quantile=0.25):
-        self._design = CostAwareSampler(search_space, cost, seed, n_startup_trials=2**31, cheap_quantile=cheap_quantile)
-        self._random = RandomSampler(seed=seed)
-        self._points: dict[int, dict] = {}
-
-    def infer_relative_search_space(self, study, trial) -> dict:
-        """None: every param comes through `sample_independent`."""
-        return {}
-
-    def sample_relative(self, study, trial, search_space) -> dict:
-        """Nothing relative (see `infer_relative_search_space`)."""
-        return {}
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        """This trial's cheap start-up point's value of `param_name` (random for a param outside the space)."""
-        if trial.number not in self._points:
-            space = self._design.infer_relative_search_space(study, trial)
-            self._points[trial.number] = self._design.sample_relative(study, trial, space)
-        point = self._points[trial.number]
-        if param_name in point:
-            return point[param_name]
-        return self._random.sample_independent(study, trial, param_name, param_distribution)
-
-
-class StagedSampler(BaseSampler):
-    """`first` suggests the study's first `n` trials, `then` the rest: a start-up design for a
-    sampler that has no public hook for one (TPESampler samples its start-up uniformly at random).
-
-    The phase is chosen once per trial, from the trials already finished or running, so the
-    relative and independent halves of one suggestion come from the same sampler."""
-
-    def __init__(self, first: BaseSampler, then: BaseSampler, n: int):
-        self._first, self._then, self._n = first, then, n
-        self._phase: dict[int, BaseSampler] = {}
-
-    def _sampler(self, study, trial) -> BaseSampler:
-        if trial.number not in self._phase:
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-            others = len(study.get_trials(deepcopy=False, states=states)) - 1  # this trial is RUNNING
-            self._phase[trial.number] = self._first if others < self._n else self._then
-        return self._phase[trial.number]
-
-    def reseed_rng(self) -> None:
-        """Reseed both samplers."""
-        self._first.reseed_rng()
-        self._then.reseed_rng()
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, od.BaseDistribution]:
-        """The phase's sampler's relative search space."""
-        return self._sampler(study, trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study, trial, search_space) -> dict:
-        """The phase's sampler's relative sample."""
-        return self._sampler(study, trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        """The phase's sampler's independent sample."""
-        return self._sampler(study, trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study, trial) -> None:
-        """Both samplers see every trial start."""
-        self._first.before_trial(study, trial)
-        self._then.before_trial(study, trial)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        """Both samplers see every trial end; the phase of a finished trial is forgotten."""
-        self._first.after_trial(study, trial, state, values)
-        self._then.after_trial(study, trial, state, values)
-        self._phase.pop(trial.number, None)

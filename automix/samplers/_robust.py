@@ -12,6 +12,9 @@ in which
 - each finished loss above the median of the finished losses is clipped to the median: the model
   fits the better half of the surface, where the optimum is, and sees the worse half as flat;
 - each failed trial with params counts as finished at the median: its region is not better;
+- a suggestion the searcher refused to train (user attribute `automix.protocol.REJECTED`: over the
+  cost cap, or already trained; automix/engine/_searcher.py) is left out: it was never observed,
+  so it says nothing about its region's loss;
 - running trials keep their params, so the wrapped sampler's handling of pending points holds.
 Everything else (the search space, the start-up phase, ask/tell) is the wrapped sampler's own.
 
@@ -30,9 +33,36 @@ from optuna.samplers import BaseSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
+from automix.protocol import REJECTED
+
 
 class RobustSampler(BaseSampler):
-    """Wraps a single-objective sampler (e.g. Optuna's GPSampler); see the module doc."""
+    """Wraps a single-objective sampler, showing it losses clipped at their median and failures as no better.
+
+    The default sampler, `robustgp`, is `RobustSampler(optuna.samplers.GPSampler(seed=seed))`. The
+    wrapped sampler suggests on an in-memory copy of the study in which losses above the median of
+    the finished ones are clipped to it, failed trials count as finished at the median, and
+    suggestions the searcher rejected (`automix.protocol.REJECTED`) are left out; the study itself
+    keeps the true values (the module doc has why and the measurements). A multi-objective study,
+    or a suggestion without a relative search space, goes to the wrapped sampler unchanged.
+
+    Args:
+        sampler: The wrapped single-objective sampler (e.g. Optuna's `GPSampler`). Its seed is the
+            only randomness: `RobustSampler` adds none.
+
+    Example:
+        ::
+
+            import optuna
+            from automix.samplers import RobustSampler
+
+            def objective(trial):
+                x = trial.suggest_float("x", 0, 1)
+                return float("nan") if x > 0.5 else (x - 0.45) ** 2  # NaN: the trial FAILs
+
+            study = optuna.create_study(sampler=RobustSampler(optuna.samplers.GPSampler(seed=0)))
+            study.optimize(objective, n_trials=15)
+    """
 
     def __init__(self, sampler: BaseSampler):
         self._sampler = sampler
@@ -66,7 +96,8 @@ class RobustSampler(BaseSampler):
 
     def _shadow(self, study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.Study, FrozenTrial]:
         """An in-memory copy of `study` with clipped and imputed losses, and this trial in it, RUNNING."""
-        trials = study.get_trials(deepcopy=False)
+        # A rejected suggestion never trained: not an observation in any state it is recorded with.
+        trials = [t for t in study.get_trials(deepcopy=False) if REJECTED not in t.user_attrs]
         finished = [t for t in trials if t.state == TrialState.COMPLETE]
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         # The median, not Tukey's fence (Q3 + 1.5·IQR): when over a quarter of the trials diverged
