@@ -55,26 +55,26 @@ class Method:
     sampler: str
     scheduler: str = "asha"
     fidelity: str = "progress"
+    rungs: int | None = 1
     thaw: bool = True  # False: a pruned point proposed again trains from scratch (before freeze-thaw)
 
     @property
     def key(self) -> str:
-        return f"{self.sampler}-{self.scheduler}-{self.fidelity}{'' if self.thaw else '-nothaw'}"
+        return f"{self.sampler}-{self.scheduler}-{self.fidelity}-{self.rungs}{'' if self.thaw else '-nothaw'}"
 
 
+TOKENS_EVERY_RUNG = {"fidelity": "tokens", "rungs": None}  # automix's early stopping before 2026-12
 METHODS = (
-    Method("automix default: robustgp + asha (progress)", "robustgp"),
-    Method("robustgp + asha (tokens), the default before", "robustgp", fidelity="tokens"),
+    Method("automix default: robustgp + asha (progress, 1 rung)", "robustgp"),
+    Method("robustgp + asha (tokens, every rung): the default before", "robustgp", **TOKENS_EVERY_RUNG),
     Method("robustgp, no early stopping", "robustgp", "none"),
-    Method("gp + asha (progress)", "gp"),
-    Method("tpe + asha (progress)", "tpe"),
-    Method("tpe, no early stopping", "tpe", "none"),
-    Method("costtrend + asha (progress)", "costtrend"),
-    Method("costtrend, no early stopping", "costtrend", "none"),
     Method("random", "random", "none"),
-    Method("random + asha (progress)", "random"),
-    Method("random + asha (tokens)", "random", fidelity="tokens"),
-    Method("random + median (progress)", "random", "median"),
+    Method("random + asha (progress, 1 rung)", "random"),
+    Method("random + asha (tokens, every rung)", "random", **TOKENS_EVERY_RUNG),
+    Method("random + asha (progress, every rung)", "random", rungs=None),
+    Method("tpe + asha (progress, 1 rung)", "tpe"),
+    Method("gp + asha (progress, 1 rung)", "gp"),
+    Method("costtrend + asha (progress, 1 rung)", "costtrend"),
 )
 
 
@@ -145,7 +145,8 @@ def run_method(method: Method, grid: Grid, seeds: range, trials: int) -> list[fl
     """Each seed's tokens until the target (inf: not reached within `trials`)."""
     example = load_config(EXAMPLE, grid.overrides)
     fixed = {"max_train_tokens": int(max(c[-1][0] for c in grid.curves.values())), "concurrency": 1}
-    settings = example.search.model_copy(update={"scheduler": method.scheduler, "fidelity": method.fidelity})
+    update = {"scheduler": method.scheduler, "fidelity": method.fidelity, "rungs": method.rungs}
+    settings = example.search.model_copy(update=update)
     cadence = checkpoint_cadence(settings, grid.eval_every, example.checkpoint_every_tokens)
     space = SearchSpace({n: od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices")
     costs = []
@@ -155,7 +156,7 @@ def run_method(method: Method, grid: Grid, seeds: range, trials: int) -> list[fl
         replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
         result = search_objective(
             replay, space, study=f"eff-{method.key}-{seed}", work_dir=work, verbose=False,
-            sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity, seed=seed,
+            sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity, rungs=method.rungs, seed=seed,
             cost=replay.cost, n_trials=trials, grace_tokens=2 * grid.eval_every, **fixed,
         )  # fmt: skip
         costs.append(tokens_until(sorted(result.study.trials, key=lambda t: t.number), grid.target))

@@ -155,5 +155,18 @@ def test_the_progress_axis_compares_a_long_run_at_the_same_point_of_its_own_sche
               ("long", 9000, [1.5, 1.2, 1.1, 1.0, 0.95, 0.9, 0.85, 0.8, 0.75])]  # fmt: skip
     by_progress = make_scheduler(SearchConfig(metric="loss"), 9000, 100)
     assert _progress_reports(by_progress, trials)["long"] == TrialScheduler.CONTINUE
-    by_tokens = make_scheduler(SearchConfig(metric="loss", fidelity="tokens"), 9000, 100)
+    by_tokens = make_scheduler(SearchConfig(metric="loss", fidelity="tokens", rungs=None), 9000, 100)
     assert _progress_reports(by_tokens, trials)["long"] == TrialScheduler.STOP
+
+
+def test_one_rung_stops_a_trial_at_its_first_rung_only():
+    # "late" is the worst at 1/3 of its budget but was among the best at 1/9: with one rung it
+    # runs to its end, with every rung it is stopped at 1/3.
+    early = [(f"t{i}", 900, [1.0 + i / 10] * 9) for i in range(3)]
+    late = ("late", 900, [1.0, 1.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0])
+    one = make_scheduler(SearchConfig(metric="loss"), 900, 100)
+    assert _progress_reports(one, [*early, late])["late"] == TrialScheduler.CONTINUE
+    every = make_scheduler(SearchConfig(metric="loss", rungs=None), 900, 100)
+    assert _progress_reports(every, [*early, late])["late"] == TrialScheduler.STOP
+    worst = ("worst", 900, [5.0] * 9)  # the first rung still stops what is worst there
+    assert _progress_reports(make_scheduler(SearchConfig(metric="loss"), 900, 100), [*early, worst])["worst"] == "STOP"

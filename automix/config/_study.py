@@ -70,6 +70,9 @@ class SearchConfig(_Strict):
         None, ge=1, description="first stopping point on the tokens axis; default 2 evaluations"
     )
     reduction_factor: float = Field(3, gt=1)
+    rungs: int | None = Field(
+        1, ge=1, description="ASHA's stopping points per trial (grace·rf^k, k < rungs); none: every one before the end"
+    )
     metric: str | list[str] = Field("target_val_loss", description="a list for multi-objective search")
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
     seed: int = 0

@@ -8,6 +8,10 @@ Early stopping compares trials at rungs. Where the rungs sit is `search.fidelity
   one (fewer target tokens seen) looks worse than it will end, and was pruned although it ended
   best (BENCHMARKS.md "Fair multi-fidelity search").
 - `tokens`: at equal tokens trained (automix before 2026-12).
+ASHA stops a trial at `rungs` points at most (default one: at the first report past 1/9 of its
+budget, where only the top third go on). Evaluation noise at later rungs is as large as the gaps
+between the best configurations: a second rung at 1/3 cut the eventual best of the fixed-compute
+grid in most random orders (BENCHMARKS.md "Fair multi-fidelity search").
 Either way the trainer's warmup-stable-decay schedule keeps a partial run a fair estimate only in
 its stable phase: a report made while the lr decays (`decaying` true) neither sets a rung or a
 median nor stops a trial. Nor do they stop a trial marked `KEEP_KEY` (a point proposed again after
@@ -88,6 +92,8 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
         axis, max_t = TOKENS, max_tokens
         grace = min(grace_tokens(settings, eval_every), max_tokens)
     if settings.scheduler == "asha":
+        if settings.rungs is not None:  # the last rung is max_t; a trial past it runs to its end
+            max_t = min(max_t, grace * settings.reduction_factor ** (settings.rungs - 1) * (1 + 1e-9))
         return StableASHA(
             time_attr=axis,
             metric=metric,
@@ -95,6 +101,7 @@ def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> 
             max_t=max_t,
             grace_period=grace,
             reduction_factor=settings.reduction_factor,
+            stop_last_trials=False,
         )
     if settings.scheduler == "median":
         return StableMedianStoppingRule(time_attr=axis, metric=metric, mode=mode, grace_period=grace)
