@@ -38,6 +38,8 @@ class Surface:
     diverge_lr: float = math.inf  # above this lr (halved per decade of weight decay below 0.1) training diverges
     diverged: float = 7.0  # the loss of a diverged run: about log(vocabulary size), or NaN
     noise: float = 0.0  # std of seed noise on the loss, a fixed draw per point (the same params, the same loss)
+    stable_gap: float = 0.06  # learning curves: excess loss at the stable lr, removed by the final decay
+    decay_frac: float = 0.2  # learning curves: the last share of a run, where the lr decays linearly to 0
 
     def train_tokens(self, params: dict) -> float:
         """T = E·U / (1 − r)."""
@@ -56,6 +58,43 @@ class Surface:
         if params["learning_rate"] > limit:
             return self.diverged
         return self.e0 + data_term + self.dilution * r**3 + bowls + self.noise * _draw(params)
+
+    def data_term(self, target_epochs: float, aux_tokens: float) -> float:
+        """B / (D' + c·aux)^β after `target_epochs` passes over U (fresh data up to 1) and `aux_tokens`."""
+        e = target_epochs
+        if e <= 1.0:
+            repeated = e * self.unique  # the first pass is all fresh data
+        else:
+            repeated = self.unique + self.unique * self.r_star * (1.0 - math.exp(-(e - 1.0) / self.r_star))
+        return self.b / (repeated + self.transfer * aux_tokens) ** self.beta
+
+    def loss_at(self, params: dict, tokens: float) -> float:
+        """Target loss after `tokens` of a run of T = train_tokens(params) tokens (see `curve`)."""
+        final = self.loss(params)
+        total = self.train_tokens(params)
+        if tokens >= total or not math.isfinite(final) or final == self.diverged:
+            return final
+        e, r = params["epochs"], params["mix_ratio"]
+        seen = self.data_term((1.0 - r) * tokens / self.unique, r * tokens) - self.data_term(e, r * total)
+        decayed = min(1.0, max(0.0, (tokens / total - (1.0 - self.decay_frac)) / self.decay_frac))
+        return final + seen + self.stable_gap * (1.0 - decayed)
+
+    def curve(self, params: dict, eval_every: float) -> list[tuple[float, float]]:
+        """A trial's learning curve: [(tokens, loss)] at every `eval_every` tokens below T, then at T.
+
+        The last entry is exactly `loss(params)`. At t < T tokens the data term counts only the data
+        seen so far, (1 − r)·t target tokens (e_t = (1 − r)·t/U epochs, through the same repetition
+        formula) and r·t auxiliary ones; the bowls and the dilution are those of the finished run;
+        and until the lr decay (the last `decay_frac` of the run, warmup-stable-decay) the loss sits
+        `stable_gap` higher, a gap the decay removes linearly. So, as in the real trainer, at equal
+        tokens a mixed run (less target data so far) and a long run (still at its stable lr) look
+        worse than they finish: stopping trials by comparing them at equal tokens is biased against
+        the points that end best. A diverged point reports its diverged loss (or NaN) from the first
+        evaluation on.
+        """
+        total = self.train_tokens(params)
+        marks = [eval_every * k for k in range(1, math.ceil(total / eval_every)) if eval_every * k < total]
+        return [*((t, self.loss_at(params, t)) for t in marks), (total, self.loss(params))]
 
 
 def _draw(params: dict) -> float:
