@@ -95,6 +95,30 @@ def check_goals(data: dict[str, dict]) -> None:
         print(f"geometric mean over {len(ratios)} surfaces: default / best stock Optuna = {geo:.2f}x")
 
 
+def rank_methods(data: dict[str, dict]) -> None:
+    """Each of automix's methods against the best stock Optuna configuration of every surface: the
+    geometric mean of the ratio of median tokens, and the surfaces where it misses in half the seeds."""
+    labels = [k for k in dict.fromkeys(k for s in data.values() for k in s["methods"]) if k not in STOCK]
+    rows = []
+    for label in labels:
+        ratios, missed = [], []
+        for name, s in data.items():
+            stock = [median(v) for k, v in s["methods"].items() if k in STOCK]
+            if label not in s["methods"] or not stock:
+                continue
+            ours, theirs = median(s["methods"][label]), min(stock)
+            if not math.isfinite(ours):
+                missed.append(name)
+            elif math.isfinite(theirs):
+                ratios.append(ours / theirs)
+        if ratios:
+            rows.append((math.exp(statistics.fmean(math.log(r) for r in ratios)), label, len(ratios), missed))
+    print("| method | geometric mean vs best stock Optuna | surfaces | missed (half the seeds or more) |")
+    print("|---|---|---|---|")
+    for geo, label, n, missed in sorted(rows, key=lambda r: (len(r[3]), r[0])):
+        print(f"| {label} | {geo:.2f}x | {n} | {', '.join(missed) or '-'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", nargs="*", type=Path, default=sorted(RESULTS.glob("*.json")))
@@ -103,6 +127,8 @@ def main() -> None:
     print_table(data)
     print()
     check_goals(data)
+    print()
+    rank_methods(data)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ search's exact hit rate (a check of the harness). Trials run one at a time, so "
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import shutil
@@ -31,18 +32,24 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import optuna.distributions as od
 import ray
 from _common import EXAMPLE, ROOT, machine, print_table
 from _grids import TOLERANCE, Grid, load
 from curves import synthetic_grid
 from optuna.trial import FrozenTrial, TrialState
+from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
 
 from automix.config._space import SearchSpace
-from automix.config._study import load_config
-from automix.engine._schedulers import checkpoint_cadence
+from automix.config._study import SearchConfig, load_config
+from automix.engine._schedulers import checkpoint_cadence, make_scheduler
 from automix.engine._search import search_objective
-from automix.protocol import trained_tokens
+from automix.engine._searcher import StudySearcher
+from automix.protocol import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, trained_tokens, user_params
+from automix.samplers import make_sampler
+from automix.trial._objective import Reporter
 
 METRIC = "target_val_loss"
 
@@ -73,8 +80,11 @@ METHODS = (
     Method("random + asha (tokens, every rung)", "random", **TOKENS_EVERY_RUNG),
     Method("random + asha (progress, every rung)", "random", rungs=None),
     Method("tpe + asha (progress, 1 rung)", "tpe"),
+    Method("tpe, no early stopping", "tpe", "none"),
     Method("gp + asha (progress, 1 rung)", "gp"),
+    Method("gp, no early stopping", "gp", "none"),
     Method("costtrend + asha (progress, 1 rung)", "costtrend"),
+    Method("costtrend, no early stopping", "costtrend", "none"),
 )
 
 
@@ -124,6 +134,66 @@ class GridReplay:
         return self.grid.cost(self._index(params))
 
 
+class _Stopped(Exception):
+    """The scheduler stopped the trial at its last report (Ray ends a stopped function trial there)."""
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """What Ray's schedulers read of a trial: its id and config."""
+
+    trial_id: str
+    config: dict
+
+
+def drive_in_process(searcher: StudySearcher, scheduler, replay: GridReplay) -> None:
+    """One trial at a time, the calls Ray Tune's controller makes, without Ray: the same searcher and
+    scheduler objects as `automix.search`, in the order Ray calls them (a result goes to the
+    scheduler first, and to the searcher only if the trial goes on; a stopped or finished trial
+    ends with `on_trial_complete` on both). Tokens per seed match the Ray runs (`--driver ray`)."""
+    for number in itertools.count():
+        trial_id = f"t{number}"
+        config = searcher.suggest(trial_id)
+        if config == Searcher.FINISHED or config is None:
+            return
+        trial = _Trial(trial_id, config)
+        scheduler.on_trial_add(None, trial)
+        last: dict = {}
+
+        def sink(metrics: dict, trial=trial) -> None:
+            nonlocal last
+            last = metrics
+            if scheduler.on_trial_result(None, trial, metrics) == TrialScheduler.STOP:
+                raise _Stopped
+            searcher.on_trial_result(trial.trial_id, metrics)
+
+        reporter = Reporter(config.get(TRIAL_KEY), sink, config.get(REQUEUED_KEY))
+        try:
+            final = replay(user_params(config), reporter)
+            sink({**reporter.last, **final, FINAL_KEY: 1.0})
+        except _Stopped:
+            pass
+        scheduler.on_trial_complete(None, trial, last)
+        searcher.on_trial_complete(trial_id, last)
+
+
+def run_in_process(method: Method, grid: Grid, seed: int, trials: int, cadence: int | None, work: Path) -> list:
+    """The trials of one search driven in process (`drive_in_process`), in order."""
+    space = SearchSpace({n: od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices")
+    replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
+    largest = int(max(c[-1][0] for c in grid.curves.values()))
+    settings = SearchConfig(
+        metric=METRIC, sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity,
+        rungs=method.rungs, seed=seed, n_trials=trials, grace_tokens=2 * grid.eval_every,
+    )  # fmt: skip
+    searcher = StudySearcher(
+        space.distributions, METRIC, "min", sampler=make_sampler(method.sampler, space, seed, cost=replay.cost),
+        cost=replay.cost, max_cost=largest, target=trials, seed=seed,
+    )  # fmt: skip
+    drive_in_process(searcher, make_scheduler(settings, largest, grid.eval_every), replay)
+    return sorted(searcher.study.trials, key=lambda t: t.number)
+
+
 def tokens_until(trials: list[FrozenTrial], target: float) -> float:
     """Tokens trained by `trials` in order until a finished one is within the target (inf if none is)."""
     spent = 0.0
@@ -141,8 +211,9 @@ def random_hit_rate(grid: Grid, trials: int) -> float:
     return 1.0 - math.comb(n - k, trials) / math.comb(n, trials) if trials <= n else 1.0
 
 
-def run_method(method: Method, grid: Grid, seeds: range, trials: int) -> list[float]:
-    """Each seed's tokens until the target (inf: not reached within `trials`)."""
+def run_method(method: Method, grid: Grid, seeds: range, trials: int, driver: str = "ray") -> list[float]:
+    """Each seed's tokens until the target (inf: not reached within `trials`), searched through Ray
+    Tune (`automix.search_objective`) or by the same searcher and scheduler in process."""
     example = load_config(EXAMPLE, grid.overrides)
     fixed = {"max_train_tokens": int(max(c[-1][0] for c in grid.curves.values())), "concurrency": 1}
     update = {"scheduler": method.scheduler, "fidelity": method.fidelity, "rungs": method.rungs}
@@ -153,13 +224,17 @@ def run_method(method: Method, grid: Grid, seeds: range, trials: int) -> list[fl
     for seed in seeds:
         work = ROOT / "runs" / "bench_efficiency" / grid.name / f"{method.key}-{seed}"
         shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
-        replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
-        result = search_objective(
-            replay, space, study=f"eff-{method.key}-{seed}", work_dir=work, verbose=False,
-            sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity, rungs=method.rungs, seed=seed,
-            cost=replay.cost, n_trials=trials, grace_tokens=2 * grid.eval_every, **fixed,
-        )  # fmt: skip
-        costs.append(tokens_until(sorted(result.study.trials, key=lambda t: t.number), grid.target))
+        if driver == "in-process":
+            trials_run = run_in_process(method, grid, seed, trials, cadence, work)
+        else:
+            replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
+            result = search_objective(
+                replay, space, study=f"eff-{method.key}-{seed}", work_dir=work, verbose=False,
+                sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity, rungs=method.rungs,
+                seed=seed, cost=replay.cost, n_trials=trials, grace_tokens=2 * grid.eval_every, **fixed,
+            )  # fmt: skip
+            trials_run = sorted(result.study.trials, key=lambda t: t.number)
+        costs.append(tokens_until(trials_run, grid.target))
         shutil.rmtree(work, ignore_errors=True)
         print(f"{method.label} seed {seed}: {costs[-1] / 1e6:.2f}M tokens ({costs[-1] / grid.total:.1%})", flush=True)
     return costs
@@ -181,8 +256,12 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=40, help="trained trials per search")
     parser.add_argument("--methods", nargs="*", help="labels of METHODS to run (default: all)")
+    parser.add_argument(
+        "--driver", choices=("ray", "in-process"), default="ray", help="Ray Tune, or the same objects without Ray"
+    )
     parser.add_argument("--out", type=Path, help="write {method: [tokens per seed]} here as JSON")
     args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     grid = synthetic_grid(args.grid.split(":", 1)[1]) if args.grid.startswith("synthetic:") else load(args.grid)
     rule = grid.dearest_at_defaults()
     print(f"{machine()}; grid {grid.name}: {len(grid.curves)} points, {grid.total / 1e6:.1f}M tokens")
@@ -191,13 +270,15 @@ def main() -> None:
         f"best {grid.best:.4f}, target <= {grid.target:.4f}: {len(grid.qualifying())} qualify; oracle floor {floor:.1%}"
     )
     print(f"random search's exact chance to reach it in {args.trials} trials: {random_hit_rate(grid, args.trials):.3f}")
-    ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
+    if args.driver == "ray":
+        ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = {}
     for method in METHODS:
         if not args.methods or method.label in args.methods:
-            results[method.label] = run_method(method, grid, seeds, args.trials)
-    ray.shutdown()
+            results[method.label] = run_method(method, grid, seeds, args.trials, args.driver)
+    if args.driver == "ray":
+        ray.shutdown()
     if args.out:  # the record peers.py writes too (benchmarks/fair_search.py reads both)
         methods = {label: {"tokens": tokens} for label, tokens in results.items()}
         record = {"total_tokens": grid.total, "oracle_floor_tokens": grid.oracle_floor(), "methods": methods}
