@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT = "automix default: robustgp + asha (progress, 1 rung)"
+DEFAULT = "automix default: tpe + asha (progress, 1 rung)"
 RANDOM, RANDOM_ES = "random", "random + asha (progress, 1 rung)"
 STOCK = ("tpe", "tpe+hyperband", "tpe-univariate", "tpe-univariate+hyperband", "gp", "gp+hyperband")
 

@@ -72,14 +72,14 @@ class Method:
 
 TOKENS_EVERY_RUNG = {"fidelity": "tokens", "rungs": None}  # automix's early stopping before 2026-12
 METHODS = (
-    Method("automix default: robustgp + asha (progress, 1 rung)", "robustgp"),
+    Method("automix default: tpe + asha (progress, 1 rung)", "tpe"),
+    Method("robustgp + asha (progress, 1 rung)", "robustgp"),
     Method("robustgp + asha (tokens, every rung): the default before", "robustgp", **TOKENS_EVERY_RUNG),
     Method("robustgp, no early stopping", "robustgp", "none"),
     Method("random", "random", "none"),
     Method("random + asha (progress, 1 rung)", "random"),
     Method("random + asha (tokens, every rung)", "random", **TOKENS_EVERY_RUNG),
     Method("random + asha (progress, every rung)", "random", rungs=None),
-    Method("tpe + asha (progress, 1 rung)", "tpe"),
     Method("tpe, no early stopping", "tpe", "none"),
     Method("gp + asha (progress, 1 rung)", "gp"),
     Method("gp, no early stopping", "gp", "none"),
@@ -194,11 +194,14 @@ def run_in_process(method: Method, grid: Grid, seed: int, trials: int, cadence: 
     return sorted(searcher.study.trials, key=lambda t: t.number)
 
 
-def tokens_until(trials: list[FrozenTrial], target: float) -> float:
-    """Tokens trained by `trials` in order until a finished one is within the target (inf if none is)."""
+def tokens_until(trials: list[FrozenTrial], target: float, cap: float = math.inf) -> float:
+    """Tokens trained by `trials` in order until a finished one is within the target (inf if none is
+    within `cap` tokens)."""
     spent = 0.0
     for trial in trials:
         spent += trained_tokens(trial.user_attrs)
+        if spent > cap:
+            return math.inf
         if trial.state == TrialState.COMPLETE and trial.value <= target:
             return spent
     return math.inf
@@ -211,7 +214,9 @@ def random_hit_rate(grid: Grid, trials: int) -> float:
     return 1.0 - math.comb(n - k, trials) / math.comb(n, trials) if trials <= n else 1.0
 
 
-def run_method(method: Method, grid: Grid, seeds: range, trials: int, driver: str = "ray") -> list[float]:
+def run_method(
+    method: Method, grid: Grid, seeds: range, trials: int, driver: str = "ray", cap: float = math.inf
+) -> list[float]:
     """Each seed's tokens until the target (inf: not reached within `trials`), searched through Ray
     Tune (`automix.search_objective`) or by the same searcher and scheduler in process."""
     example = load_config(EXAMPLE, grid.overrides)
@@ -234,7 +239,7 @@ def run_method(method: Method, grid: Grid, seeds: range, trials: int, driver: st
                 seed=seed, cost=replay.cost, n_trials=trials, grace_tokens=2 * grid.eval_every, **fixed,
             )  # fmt: skip
             trials_run = sorted(result.study.trials, key=lambda t: t.number)
-        costs.append(tokens_until(trials_run, grid.target))
+        costs.append(tokens_until(trials_run, grid.target, cap))
         shutil.rmtree(work, ignore_errors=True)
         print(f"{method.label} seed {seed}: {costs[-1] / 1e6:.2f}M tokens ({costs[-1] / grid.total:.1%})", flush=True)
     return costs
@@ -259,6 +264,10 @@ def main() -> None:
     parser.add_argument(
         "--driver", choices=("ray", "in-process"), default="ray", help="Ray Tune, or the same objects without Ray"
     )
+    parser.add_argument(
+        "--token-cap", type=float, help="count a seed only if it reached the target within the tokens that "
+        "this many trials of the grid's mean T cost (random search's budget at equal tokens; raise --trials)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="write {method: [tokens per seed]} here as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -276,7 +285,8 @@ def main() -> None:
     results = {}
     for method in METHODS:
         if not args.methods or method.label in args.methods:
-            results[method.label] = run_method(method, grid, seeds, args.trials, args.driver)
+            cap = args.token_cap * grid.total / len(grid.curves) if args.token_cap else math.inf
+            results[method.label] = run_method(method, grid, seeds, args.trials, args.driver, cap)
     if args.driver == "ray":
         ray.shutdown()
     if args.out:  # the record peers.py writes too (benchmarks/fair_search.py reads both)

@@ -49,7 +49,7 @@ class SearchConfig(_Strict):
 
     space: str = Field("search_spaces/paper.yaml", description="search space YAML")
     sampler: Annotated[str, AfterValidator(_registered_sampler)] = Field(
-        "robustgp", description="a registered sampler name (automix.samplers.sampler_names())"
+        "tpe", description="a registered sampler name (automix.samplers.sampler_names())"
     )
     n_trials: int = Field(12, ge=1, description="trained trials to reach (rejected suggestions don't count)")
     concurrency: int = Field(2, ge=1, description="trials running at once")

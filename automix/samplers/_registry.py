@@ -34,7 +34,10 @@ SamplerFactory = Callable[["SearchSpace", int, Cost], BaseSampler]
 
 
 def _tpe(space: SearchSpace, seed: int, cost: Cost) -> BaseSampler:
-    # multivariate TPE models the interaction of weight decay, epochs and mixing (they interact).
+    # The default, with early stopping on the progress axis: the lowest geometric mean of tokens
+    # against the best stock Optuna configuration over every surface (BENCHMARKS.md "Fair
+    # multi-fidelity search"). Multivariate TPE models the interaction of weight decay, epochs and
+    # mixing; it ranks pruned trials below finished ones, so early stopping informs it.
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
@@ -43,8 +46,8 @@ def _gp(space: SearchSpace, seed: int, cost: Cost) -> BaseSampler:
 
 
 def _robustgp(space: SearchSpace, seed: int, cost: Cost) -> BaseSampler:
-    # The default: Optuna's GP on losses clipped at their median, failed trials counted as bad
-    # (a diverged run no longer sets the GP's scale; BENCHMARKS.md "Samplers across surfaces").
+    # Optuna's GP on losses clipped at their median, failed trials counted as bad (a diverged run
+    # no longer sets the GP's scale; BENCHMARKS.md "Samplers across surfaces"). The default until 2026-12.
     return RobustSampler(optuna.samplers.GPSampler(seed=seed))
 
 
@@ -121,7 +124,7 @@ def sampler_names() -> tuple[str, ...]:
 
             from automix.samplers import sampler_names
 
-            "robustgp" in sampler_names()  # True: the default
+            "tpe" in sampler_names()  # True: the default
     """
     return tuple(SAMPLERS)
 
