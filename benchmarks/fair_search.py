@@ -20,6 +20,8 @@ import math
 import statistics
 from pathlib import Path
 
+from _grids import GRIDS, load
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = "automix default: tpe + asha (progress, 1 rung)"
 RANDOM, RANDOM_ES = "random", "random + asha (progress, 1 rung)"
@@ -63,7 +65,19 @@ def print_table(data: dict[str, dict]) -> None:
             )
             cells.append(cell)
         print(f"| {label} | " + " | ".join(cells) + " |")
+    print("| rule: the dearest point at the defaults (one trial) | " + " | ".join(rule(n) for n in names) + " |")
     print("| oracle floor | " + " | ".join(share(data[n]["floor"], data[n]["total"]) for n in names) + " |")
+
+
+def rule(name: str) -> str:
+    """Whether the rule "train the dearest point at the example's defaults" reaches a committed
+    grid's target, and its share of the grid's tokens (synthetic surfaces have no defaults: "")."""
+    if not (GRIDS / f"{name}.json").is_file():
+        return ""
+    grid = load(name)
+    point = grid.dearest_at_defaults()
+    hit = grid.final(point) <= grid.target
+    return f"{int(hit)}/1, {grid.cost(point) / grid.total:.1%}" if hit else "0/1, -"
 
 
 def check_goals(data: dict[str, dict]) -> None:

@@ -280,7 +280,8 @@ def main() -> None:
     )
     print(f"random search's exact chance to reach it in {args.trials} trials: {random_hit_rate(grid, args.trials):.3f}")
     if args.driver == "ray":
-        ray.init(include_dashboard=False, logging_level="WARNING")  # one Ray for all searches
+        # one Ray for all searches, its own: a bare init() joins another running cluster
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = {}
     for method in METHODS:
