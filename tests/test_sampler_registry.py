@@ -13,7 +13,7 @@ SPACE = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.2
 
 
 def test_the_config_accepts_exactly_the_registered_names():
-    assert "robustgp" in sampler_names() and SearchConfig().sampler == "robustgp"
+    assert "robustgp" in sampler_names() and SearchConfig().sampler == "tpe"  # the default
     for name in sampler_names():
         assert SearchConfig(sampler=name).sampler == name
     with pytest.raises(ValueError) as err:
