@@ -41,7 +41,8 @@ class Grid:
 
     @property
     def best(self) -> float:
-        return min(c[-1][1] for c in self.curves.values())
+        """The best final loss; a diverged point's NaN is no loss (the synthetic cliff surfaces)."""
+        return min(v for c in self.curves.values() if not math.isnan(v := c[-1][1]))
 
     @property
     def target(self) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from _grids import Grid
@@ -77,18 +76,13 @@ def dump(grid: Grid, path: Path) -> Path:
     return path
 
 
-def best(grid: Grid) -> float:
-    """The grid's best final loss, ignoring diverged NaN points (`Grid.best` where there are none)."""
-    return min(v for c in grid.curves.values() if not math.isnan(v := c[-1][1]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="write a synthetic surface's grid5 curves as a grid JSON")
     parser.add_argument("surface", choices=sorted(SURFACES))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     grid = synthetic_grid(args.surface)
-    print(dump(grid, args.out), f"{len(grid.curves)} points, {grid.total / 1e6:.1f}M tokens, best {best(grid):.4f}")
+    print(dump(grid, args.out), f"{len(grid.curves)} points, {grid.total / 1e6:.1f}M tokens, best {grid.best:.4f}")
 
 
 if __name__ == "__main__":

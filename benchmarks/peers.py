@@ -61,7 +61,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _grids import GRIDS, TOLERANCE, Grid, load  # noqa: E402
-from curves import best, dump, synthetic_grid  # noqa: E402
+from curves import dump, synthetic_grid  # noqa: E402
 
 SYNTHETIC = ("paper", "scarce", "no_mix", "sharp", "cliff", "noisy")
 OPTUNA = ("tpe", "tpe+hyperband", "tpe-univariate", "tpe-univariate+hyperband", "gp", "gp+hyperband", "grid")
@@ -77,16 +77,6 @@ class Run:
     tokens: float
     trials: int
     repeats: int
-
-
-def target(grid: Grid) -> float:
-    """Within TOLERANCE of the grid's best final loss (`Grid.target`, ignoring diverged NaN points)."""
-    return best(grid) * (1 + TOLERANCE)
-
-
-def oracle_floor(grid: Grid) -> float:
-    """Tokens of the cheapest qualifying point alone (`Grid.oracle_floor`, NaN-safe)."""
-    return min(grid.cost(i) for i, c in grid.curves.items() if c[-1][1] <= target(grid))
 
 
 def index_of(grid: Grid, params: dict) -> tuple[int, ...]:
@@ -123,7 +113,7 @@ def run_optuna(grid: Grid, method: str, seed: int, trials: int) -> Run:
         pruner=optuna.pruners.HyperbandPruner() if pruner == "hyperband" else optuna.pruners.NopPruner(),
     )
     space = {axis: IntDistribution(0, len(values) - 1) for axis, values in grid.axes.items()}
-    goal, spent, seen, repeats = target(grid), 0.0, set(), 0
+    goal, spent, seen, repeats = grid.target, 0.0, set(), 0
     for n in range(1, trials + 1):
         trial = study.ask(space)
         index = index_of(grid, trial.params)
@@ -181,7 +171,7 @@ class Tally:
     """Counts one multi-fidelity search's trials and tokens until a finished trial reaches the target."""
 
     def __init__(self, grid: Grid) -> None:
-        self.grid, self.goal, self.spent, self.n, self.repeats, self.seen = grid, target(grid), 0.0, 0, 0, set()
+        self.grid, self.goal, self.spent, self.n, self.repeats, self.seen = grid, grid.target, 0.0, 0, 0, set()
 
     def __call__(self, config, fidelity: float) -> tuple[float, float, bool]:
         """Evaluate `config` at `fidelity`: (the loss the optimizer is told, tokens, reached)."""
@@ -294,10 +284,10 @@ def measure(grid: Grid, methods: list[str], seeds: range, trials: int, python: P
 
 
 def print_grid(name: str, grid: Grid, results: dict[str, dict], trials: int) -> None:
-    goal, total = target(grid), grid.total
+    goal, total = grid.target, grid.total
     near = sum(c[-1][1] <= goal for c in grid.curves.values())
     print(
-        f"\n### {name}: {len(grid.curves)} points, {total / 1e6:.1f}M tokens, best {best(grid):.4f}, "
+        f"\n### {name}: {len(grid.curves)} points, {total / 1e6:.1f}M tokens, best {grid.best:.4f}, "
         f"target <= {goal:.4f} (+{TOLERANCE:.1%}): {near} points qualify; <= {trials} trials per seed\n"
     )
     print("| method | seeds reaching it | median tokens (share of the grid's) | median trials | repeats | s per seed |")
@@ -312,7 +302,7 @@ def print_grid(name: str, grid: Grid, results: dict[str, dict], trials: int) -> 
             f"{trials_to if math.isfinite(trials_to) else '-'} | {statistics.median(r.repeats for r in runs):.0f} | "
             f"{result['seconds'] / len(runs):.1f} |"
         )
-    floor = oracle_floor(grid)
+    floor = grid.oracle_floor()
     share = f"{floor / 1e6:.1f}M ({floor / total:.1%})"
     print(f"| oracle floor (cheapest qualifying point alone) | - | {share} | 1 | - | - |")
     sys.stdout.flush()
@@ -323,9 +313,9 @@ def summary(grid: Grid, results: dict[str, dict], trials: int) -> dict:
     return {
         "points": len(grid.curves),
         "total_tokens": grid.total,
-        "best": best(grid),
-        "target": target(grid),
-        "oracle_floor_tokens": oracle_floor(grid),
+        "best": grid.best,
+        "target": grid.target,
+        "oracle_floor_tokens": grid.oracle_floor(),
         "trials": trials,
         "methods": {
             m: {

@@ -177,21 +177,53 @@ def drive_in_process(searcher: StudySearcher, scheduler, replay: GridReplay) -> 
         searcher.on_trial_complete(trial_id, last)
 
 
-def run_in_process(method: Method, grid: Grid, seed: int, trials: int, cadence: int | None, work: Path) -> list:
-    """The trials of one search driven in process (`drive_in_process`), in order."""
-    space = SearchSpace({n: od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices")
-    replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
+def grid_space(grid: Grid) -> SearchSpace:
+    """The grid's index per axis: every sampler searches exactly the grid's points."""
+    return SearchSpace({n: od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices")
+
+
+def search_settings(method: Method, grid: Grid, seed: int, trials: int) -> dict:
+    """The search settings both drivers use: as the example's own search plans it (the first
+    tokens-axis rung at 2 evaluations, max_train_tokens = the largest T), one trial at a time."""
     largest = int(max(c[-1][0] for c in grid.curves.values()))
-    settings = SearchConfig(
-        metric=METRIC, sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity,
-        rungs=method.rungs, seed=seed, n_trials=trials, grace_tokens=2 * grid.eval_every,
-    )  # fmt: skip
+    return {
+        "sampler": method.sampler, "scheduler": method.scheduler, "fidelity": method.fidelity,
+        "rungs": method.rungs, "seed": seed, "n_trials": trials, "grace_tokens": 2 * grid.eval_every,
+        "max_train_tokens": largest, "concurrency": 1,
+    }  # fmt: skip
+
+
+def checkpoints_of(method: Method, grid: Grid) -> int | None:
+    """The trials' checkpoint cadence under this method, as automix's plan sets it."""
+    example = load_config(EXAMPLE, grid.overrides)
+    update = {"scheduler": method.scheduler, "fidelity": method.fidelity, "rungs": method.rungs}
+    settings = example.search.model_copy(update=update)
+    return checkpoint_cadence(settings, grid.eval_every, example.checkpoint_every_tokens)
+
+
+def run_in_process(method: Method, grid: Grid, seed: int, trials: int, work: Path) -> list[FrozenTrial]:
+    """The trials of one search driven in process (`drive_in_process`), in order."""
+    space, replay = grid_space(grid), GridReplay(grid, checkpoints_of(method, grid), work / "checkpoints", method.thaw)
+    settings = SearchConfig(metric=METRIC, **search_settings(method, grid, seed, trials))
     searcher = StudySearcher(
         space.distributions, METRIC, "min", sampler=make_sampler(method.sampler, space, seed, cost=replay.cost),
-        cost=replay.cost, max_cost=largest, target=trials, seed=seed,
+        cost=replay.cost, max_cost=settings.max_train_tokens, target=trials, seed=seed,
     )  # fmt: skip
-    drive_in_process(searcher, make_scheduler(settings, largest, grid.eval_every), replay)
+    drive_in_process(searcher, make_scheduler(settings, settings.max_train_tokens, grid.eval_every), replay)
     return sorted(searcher.study.trials, key=lambda t: t.number)
+
+
+def run_with_ray(method: Method, grid: Grid, seed: int, trials: int, work: Path) -> list[FrozenTrial]:
+    """The trials of one real `automix.search_objective` (Ray Tune) replaying the grid, in order."""
+    replay = GridReplay(grid, checkpoints_of(method, grid), work / "checkpoints", method.thaw)
+    result = search_objective(
+        replay, grid_space(grid), study=f"eff-{method.key}-{seed}", work_dir=work, verbose=False,
+        metric=METRIC, cost=replay.cost, **search_settings(method, grid, seed, trials),
+    )  # fmt: skip
+    return sorted(result.study.trials, key=lambda t: t.number)
+
+
+DRIVERS = {"ray": run_with_ray, "in-process": run_in_process}
 
 
 def tokens_until(trials: list[FrozenTrial], target: float, cap: float = math.inf) -> float:
@@ -219,27 +251,11 @@ def run_method(
 ) -> list[float]:
     """Each seed's tokens until the target (inf: not reached within `trials`), searched through Ray
     Tune (`automix.search_objective`) or by the same searcher and scheduler in process."""
-    example = load_config(EXAMPLE, grid.overrides)
-    fixed = {"max_train_tokens": int(max(c[-1][0] for c in grid.curves.values())), "concurrency": 1}
-    update = {"scheduler": method.scheduler, "fidelity": method.fidelity, "rungs": method.rungs}
-    settings = example.search.model_copy(update=update)
-    cadence = checkpoint_cadence(settings, grid.eval_every, example.checkpoint_every_tokens)
-    space = SearchSpace({n: od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices")
     costs = []
     for seed in seeds:
         work = ROOT / "runs" / "bench_efficiency" / grid.name / f"{method.key}-{seed}"
         shutil.rmtree(work, ignore_errors=True)  # each search starts a fresh study
-        if driver == "in-process":
-            trials_run = run_in_process(method, grid, seed, trials, cadence, work)
-        else:
-            replay = GridReplay(grid, cadence, work / "replay_checkpoints", method.thaw)
-            result = search_objective(
-                replay, space, study=f"eff-{method.key}-{seed}", work_dir=work, verbose=False,
-                sampler=method.sampler, scheduler=method.scheduler, fidelity=method.fidelity, rungs=method.rungs,
-                seed=seed, cost=replay.cost, n_trials=trials, grace_tokens=2 * grid.eval_every, **fixed,
-            )  # fmt: skip
-            trials_run = sorted(result.study.trials, key=lambda t: t.number)
-        costs.append(tokens_until(trials_run, grid.target, cap))
+        costs.append(tokens_until(DRIVERS[driver](method, grid, seed, trials, work), grid.target, cap))
         shutil.rmtree(work, ignore_errors=True)
         print(f"{method.label} seed {seed}: {costs[-1] / 1e6:.2f}M tokens ({costs[-1] / grid.total:.1%})", flush=True)
     return costs
@@ -262,7 +278,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="trained trials per search")
     parser.add_argument("--methods", nargs="*", help="labels of METHODS to run (default: all)")
     parser.add_argument(
-        "--driver", choices=("ray", "in-process"), default="ray", help="Ray Tune, or the same objects without Ray"
+        "--driver", choices=tuple(DRIVERS), default="ray", help="Ray Tune, or the same objects without Ray"
     )
     parser.add_argument(
         "--token-cap", type=float, help="count a seed only if it reached the target within the tokens that "

@@ -66,7 +66,13 @@ def test_a_synthetic_grid_reads_back_as_a_committed_grid(tmp_path):
     grid = synthetic_grid("paper", TINY)
     again = load(dump(grid, tmp_path / "tiny.json"))
     assert again.axes == grid.axes and again.curves == grid.curves
-    assert grid.target == peers.target(grid) and grid.oracle_floor() == peers.oracle_floor(grid)
+    assert again.target == grid.target and again.oracle_floor() == grid.oracle_floor()
+
+
+def test_a_grid_with_diverged_nan_points_has_a_finite_best():
+    grid = synthetic_grid("nan_cliff", TINY | {"learning_rate": [1e-3, 3e-2]})
+    assert any(math.isnan(c[-1][1]) for c in grid.curves.values())  # lr 3e-2 diverges there
+    assert math.isfinite(grid.best) and grid.oracle_floor() <= grid.total
 
 
 def test_peers_reach_the_target_on_a_tiny_grid():

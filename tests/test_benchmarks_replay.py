@@ -17,7 +17,7 @@ from _grids import load  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def _trials(result_trials):
+def _trials(trials):
     return [
         (
             t.number,
@@ -27,7 +27,7 @@ def _trials(result_trials):
             t.value,
             "rejected" in t.user_attrs,
         )
-        for t in sorted(result_trials, key=lambda t: t.number)
+        for t in trials
     ]
 
 
@@ -35,27 +35,15 @@ def _trials(result_trials):
 def test_the_in_process_driver_replays_exactly_what_ray_runs(tmp_path, label):
     grid = load("real_grid_u25k")
     method = next(m for m in se.METHODS if m.label == label)
-    settings = se.load_config(se.EXAMPLE, grid.overrides).search
-    update = {"scheduler": method.scheduler, "fidelity": method.fidelity, "rungs": method.rungs}
-    cadence = se.checkpoint_cadence(settings.model_copy(update=update), grid.eval_every, 1_000_000)
-    alone = se.run_in_process(method, grid, seed=3, trials=12, cadence=cadence, work=tmp_path / "alone")
+    alone = se.run_in_process(method, grid, seed=3, trials=12, work=tmp_path / "alone")
     assert any(t.state.name == "PRUNED" for t in alone)  # the scheduler stopped some: the order matters
-    replay = se.GridReplay(grid, cadence, tmp_path / "ray" / "replay_checkpoints", method.thaw)
     # The replay's grid is an object of the benchmarks' modules: Ray's workers import them from there.
     path = {"PYTHONPATH": f"{BENCHMARKS}:{BENCHMARKS.parent}"}
     ray.init(
         address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", runtime_env={"env_vars": path}
     )
     try:
-        result = se.search_objective(
-            replay, se.SearchSpace(
-                {n: se.od.IntDistribution(0, len(v) - 1) for n, v in grid.axes.items()}, source="grid indices"
-            ),
-            study="replay", work_dir=tmp_path / "ray", verbose=False, sampler=method.sampler,
-            scheduler=method.scheduler, fidelity=method.fidelity, rungs=method.rungs, seed=3, cost=replay.cost,
-            n_trials=12, grace_tokens=2 * grid.eval_every, concurrency=1,
-            max_train_tokens=int(max(c[-1][0] for c in grid.curves.values())),
-        )  # fmt: skip
+        with_ray = se.run_with_ray(method, grid, seed=3, trials=12, work=tmp_path / "ray")
     finally:
         ray.shutdown()
-    assert _trials(result.study.trials) == _trials(alone)
+    assert _trials(with_ray) == _trials(alone)

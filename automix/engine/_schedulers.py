@@ -10,8 +10,8 @@ Early stopping compares trials at rungs. Where the rungs sit is `search.fidelity
 - `tokens`: at equal tokens trained (automix before 2026-12).
 ASHA stops a trial at `rungs` points at most (default one: at the first report past 1/9 of its
 budget, where only the top third go on; the rung is as fine as the evaluation cadence). Evaluation
-noise at later rungs is as large as the gaps between the best configurations: a second rung at 1/3
-cut the fixed-compute grid's best in 23 of 41 random orders (BENCHMARKS.md "Fair multi-fidelity search").
+noise at later rungs is as large as the gaps between the best configurations, and a second rung
+cut the fixed-compute grid's best (BENCHMARKS.md "Fair multi-fidelity search").
 Either way the trainer's warmup-stable-decay schedule keeps a partial run a fair estimate only in
 its stable phase: a report made while the lr decays (`decaying` true) neither sets a rung or a
 median nor stops a trial. Nor do they stop a trial marked `KEEP_KEY` (a point proposed again after
