@@ -53,6 +53,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.train import run
 
     config, ws = _workspace(args)
+    ws.check_owner()  # WORK/train is the study's own
     train_cfg = config.base_train_config()
     prepare(train_cfg)
 

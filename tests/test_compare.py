@@ -1,37 +1,60 @@
-"""`automix compare`'s paired differences: the joint study minus each single lever, seed by seed."""
+"""`automix compare`'s differences: the first lever minus each other one, over seeds and over searches."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from automix.analysis._compare import difference_table, paired_difference
+from automix.analysis._compare import difference_table, lever_difference, paired_interval, welch_interval
 
 
-def _lever(study: str, losses: list[float | None]) -> dict:
-    return {"study": study, "reruns": {"target_val_loss": losses}}
+def _lever(name: str, *searches: list[float | None]) -> dict:
+    return {"lever": name, "searches": [{"reruns": {"target_val_loss": list(s)}} for s in searches]}
 
 
-def test_a_shared_seed_effect_cancels_in_the_paired_interval():
-    # Seed 2 is a bad seed for both studies: unpaired, the spread would swamp the 0.1 gap.
-    joint = _lever("joint", [1.50, 1.75, 1.52])
-    tune = _lever("tune_only", [1.60, 1.84, 1.63])
-    d = paired_difference(joint, tune, "target_val_loss")
-    assert d["n"] == 3 and d["mean"] == pytest.approx(-0.10)
+def test_a_shared_seed_effect_cancels_in_the_seed_interval():
+    # Seed 2 is a bad seed for both levers: unpaired, the spread would swamp the 0.1 gap.
+    d = lever_difference(
+        _lever("joint", [1.50, 1.75, 1.52]), _lever("tune_only", [1.60, 1.84, 1.63]), "target_val_loss"
+    )
+    assert d["mean"] == pytest.approx(-0.10)
     # t(0.975, 2) = 4.303; the differences -0.10, -0.09, -0.11 have sd 0.01.
-    assert d["low"] == pytest.approx(-0.10 - 4.303 * 0.01 / 3**0.5, abs=1e-4)
-    assert d["high"] == pytest.approx(-0.10 + 4.303 * 0.01 / 3**0.5, abs=1e-4)
-    assert d["excludes_zero"]
+    assert d["seed"]["low"] == pytest.approx(-0.10 - 4.303 * 0.01 / 3**0.5, abs=1e-4)
+    assert d["seed"]["high"] == pytest.approx(-0.10 + 4.303 * 0.01 / 3**0.5, abs=1e-4)
+    # One search per lever: search variation is not measured, and the verdict says so.
+    assert d["search"]["low"] is None and not d["searches_counted"] and d["excludes_zero"]
+    assert difference_table({"differences": [d]})[0]["verdict"] == "beyond seed noise (one search per lever)"
+
+
+def test_search_to_search_spread_widens_the_interval_and_can_overturn_a_verdict():
+    # Each search is consistent across seeds, but the searches of a lever end at different points.
+    joint = _lever("joint", [1.50, 1.51, 1.50], [1.62, 1.63, 1.62], [1.55, 1.55, 1.56])
+    tune = _lever("tune_only", [1.60, 1.61, 1.60], [1.58, 1.58, 1.59], [1.61, 1.60, 1.61])
+    d = lever_difference(joint, tune, "target_val_loss")
+    assert d["seed"]["low"] < d["seed"]["high"] < 0  # seeds alone: "joint wins"
+    assert d["search"]["low"] < 0 < d["search"]["high"]  # counting searches: it does not
+    assert d["searches_counted"] and not d["excludes_zero"]
+    row = difference_table({"differences": [d]})[0]
+    assert row["verdict"] == "within search and seed noise"
+    assert row["95% searches and seeds (n=[3, 3])"] != "n/a"
+
+
+def test_welch_interval_matches_the_textbook_formula():
+    a, b = np.array([1.0, 1.2, 1.1]), np.array([1.5, 1.4, 1.6, 1.5])
+    out = welch_interval(a, b)
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert out["low"] == pytest.approx(a.mean() - b.mean() - half)
+    assert out["high"] == pytest.approx(a.mean() - b.mean() + half)
 
 
 def test_missing_runs_are_left_out_and_one_pair_gives_no_interval():
-    d = paired_difference(_lever("joint", [1.5, None]), _lever("mix_only", [1.6, 1.7]), "target_val_loss")
-    assert d["n"] == 1 and d["mean"] == pytest.approx(-0.1)
-    assert d["low"] is None and not d["excludes_zero"]
+    d = lever_difference(_lever("joint", [1.5, None]), _lever("mix_only", [1.6, 1.7]), "target_val_loss")
+    assert d["seed"]["n"] == 1 and d["seed"]["low"] is None and not d["excludes_zero"]
+    assert d["mean"] == pytest.approx(1.5 - 1.65)
+    assert paired_interval(np.array([0.1]))["low"] is None
     row = difference_table({"differences": [d]})[0]
-    assert row["difference"] == "joint - mix_only" and row["95% interval (n=1 seeds)"] == "n/a"
-
-
-def test_an_interval_across_zero_is_seed_noise():
-    d = paired_difference(_lever("joint", [1.50, 1.62, 1.55]), _lever("tune", [1.56, 1.58, 1.57]), "target_val_loss")
-    assert d["low"] < 0 < d["high"] and not d["excludes_zero"]
-    assert difference_table({"differences": [d]})[0]["beyond seed noise"] == "no"
+    assert row["difference"] == "joint - mix_only" and row["95% seeds only (n=1)"] == "n/a"

@@ -82,6 +82,49 @@ def test_progress_tracks_running_trials_best_and_time_left():
     assert all(len(line) <= WIDTH for line in (status, line))
 
 
+def test_time_left_counts_the_slots_a_lone_last_trial_leaves_idle():
+    clock = Clock()
+    p = SearchProgress("target_val_loss", total=3, concurrency=2, clock=clock)
+    for trial_id, number in (("a", 0), ("b", 1)):
+        p.start(trial_id, number, PARAMS)
+    clock.now += 60
+    p.end("a", "COMPLETE", 2.0)
+    p.result("b", {"tokens": 500, "progress": 0.5})
+    # b: 60 s left by its own progress; the waiting trial takes a's slot now at a typical
+    # (60 + 120) / 2 = 90 s. The search ends with the later slot, not after (60 + 90) / 2 s.
+    assert p.eta_s() == pytest.approx(90)
+
+
+def test_time_left_is_not_fooled_by_stopped_trials_ending_first():
+    clock = Clock()
+    p = SearchProgress("target_val_loss", total=6, concurrency=2, clock=clock)
+    p.start("long", 0, PARAMS)
+    for i in range(1, 4):  # three trials stopped early after 10 s each, in the other slot
+        p.start(f"s{i}", i, PARAMS)
+        clock.now += 10
+        p.end(f"s{i}", "PRUNED", 3.0)
+    p.result("long", {"tokens": 300, "progress": 0.25})  # 30 s in, 120 s in all
+    # Counting only the finished trials, a trial would take 10 s; with the long one's projection, 37.5 s.
+    assert p.typical_s() == pytest.approx((10 * 3 + 120) / 4)
+    assert p.eta_s() == pytest.approx(90)  # long's 90 s left outlasts two waiting trials in the free slot
+
+
+def test_a_custom_objective_line_shows_its_params_and_no_token_column():
+    out = io.StringIO()
+    cb = ProgressCallback(["loss"], 1, stream=out)
+    trial = SimpleNamespace(trial_id="t0", config={"x": 0.5, "learning_rate": 0.01, "__automix_trial": 0})
+    trial.last_result = {"loss": 0.25}
+    cb.setup()
+    cb.on_trial_start(0, [], trial)
+    assert "tokens" not in cb.progress.trial_line(cb.progress.running["t0"])
+    cb.on_trial_complete(0, [], trial)
+    cb.on_experiment_end([])
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "params: lr=learning_rate"  # only the names this space has
+    done = next(line for line in lines if line.startswith("[1/1] trial 0"))
+    assert "?" not in done and "tokens" not in done and "loss=0.25" in done and "x=0.5 lr=0.01" in done
+
+
 def test_plain_lines_without_a_terminal_and_a_heartbeat(monkeypatch, tmp_path):
     monkeypatch.setattr(_progress, "HEARTBEAT_S", 0.2)
     monkeypatch.chdir(tmp_path)  # traceback paths are shown relative to the working directory

@@ -1,11 +1,12 @@
-"""Mix vs tune: the best settings of each lever's study at equal budgets, re-trained with fresh seeds.
+"""Mix vs tune: the best settings of each lever's searches, re-trained with fresh seeds.
 
-Each study searched one lever (mixing alone, tuning alone, or both) with the same U, proxy and
-trial count. The best trial of a study was *selected* on its own seed's noise, so its value is
-biased low; re-training its settings from seeds the search never saw gives unbiased means and the
-error bars. Both are reported, and the first study (the joint one) minus each other study,
-seed by seed: the re-runs of all studies share their seeds, so the seed's own luck (initialisation,
-data order) cancels in the difference and the interval is the paired one.
+A lever is a search space (mixing alone, tuning alone, or both); its searches are the studies that
+share that space and budget and differ in their seeds. A search's best trial was *selected* on its
+own seed's noise, so it is re-trained from seeds no search saw: unbiased means, and the first lever
+minus each other one with two intervals. The seed-only one pairs the levers seed by seed (a seed's
+luck cancels). The other also counts search-to-search variation: which point a search ends on is
+itself random, so a verdict from one search per lever can be search luck. It is a Welch t interval
+on the searches' means; a bootstrap over three searches would see only ten resamples and be too narrow.
 """
 
 from __future__ import annotations
@@ -23,6 +24,94 @@ from automix.config._study import ConfigError, StudyConfig
 from automix.study._results import trained
 
 METRICS = ("target_val_loss", "target_acc", "aux_val_loss", "aux_acc", "target_acc_chance")
+DIFF_METRICS = ("target_val_loss", "target_acc")
+
+
+def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers: int = 1) -> dict[str, Any]:
+    """Re-train the best of every study under `seeds` and compare the levers.
+
+    Args:
+        configs: the studies; those with the same search space are searches of one lever, and the
+            lever of the first study is the one the others are subtracted from.
+        seeds: trainer seeds of the re-runs, shared by every study (paired).
+        workers: runs trained at once, one thread each.
+
+    Returns:
+        ``{"unique_tokens", "train_tokens", "seeds", "levers", "differences"}``, where each lever has
+        its searches (settings, the selected loss, the re-runs) and pooled stats.
+
+    Raises:
+        ConfigError: if the studies' data or compute budgets differ, or a study has no completed trial.
+
+    Example:
+        >>> result = compare_levers([load_config(p) for p in paths], seeds=[101, 102, 103])  # doctest: +SKIP
+        >>> difference_table(result)  # doctest: +SKIP
+    """
+    budget = _common_budget(configs)
+    searches = [_search_entry(config) for config in configs]
+    runs = train_many(
+        [with_seed(s.pop("train_config"), seed) for s in searches for seed in seeds],
+        [Path(s["reruns_dir"]) for s in searches for _ in seeds],
+        workers,
+    )
+    for i, search in enumerate(searches):
+        mine = runs[i * len(seeds) : (i + 1) * len(seeds)]
+        search["reruns"] = {m: [_float(r.get(m)) for r in mine] for m in METRICS}
+    levers = _levers(searches)
+    return {
+        **budget,
+        "seeds": list(seeds),
+        "levers": levers,
+        "differences": [lever_difference(levers[0], other, m) for other in levers[1:] for m in DIFF_METRICS],
+    }
+
+
+def _common_budget(configs: Sequence[StudyConfig]) -> dict[str, Any]:
+    budgets = {
+        (c.budget.unique_tokens, c.budget.train_tokens if c.budget.mode == "fixed_tokens" else None) for c in configs
+    }
+    if len(budgets) > 1:
+        raise ConfigError(
+            f"compare needs one budget, got (unique_tokens, train_tokens) {sorted(budgets, key=str)}: align them"
+        )
+    unique, train = budgets.pop()
+    return {"unique_tokens": unique, "train_tokens": train}
+
+
+def _search_entry(config: StudyConfig) -> dict[str, Any]:
+    data = load_study_data(config)
+    best = data.best()
+    if best is None:
+        raise ConfigError(f"study '{config.study}' has no completed trial to compare")
+    row = data.best_row()
+    train = settings_config(config, best.params)
+    return {
+        "study": config.study,
+        "space": str(config.search.space),
+        "n_trials": sum(trained(t) for t in data.study.trials),  # not the rejected suggestions
+        "n_complete": len(data.completed),
+        "best_trial": best.number,
+        "settings": {
+            "weight_decay": train.optim.weight_decay,
+            "learning_rate": train.optim.learning_rate,
+            "epochs": train.budget.effective_epochs,
+            "mix_ratio": train.budget.mix_ratio,
+        },
+        "selected": {m: _float(row.get(m)) for m in METRICS},
+        "train_config": train,
+        "reruns_dir": str(data.workspace.path("reruns")),
+    }
+
+
+def _levers(searches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Searches grouped by space, in the order each space first appears."""
+    levers: dict[str, dict[str, Any]] = {}
+    for search in searches:
+        lever = levers.setdefault(search["space"], {"lever": Path(search["space"]).stem, "searches": []})
+        lever["searches"].append(search)
+    for lever in levers.values():
+        lever["stats"] = {m: _stats([v for s in lever["searches"] for v in s["reruns"][m]]) for m in METRICS}
+    return list(levers.values())
 
 
 def _stats(values: list[float | None]) -> dict[str, float | None]:
@@ -32,68 +121,65 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
     return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if len(x) > 1 else 0.0, "n": len(x)}
 
 
-def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers: int = 1) -> dict[str, Any]:
-    """Best trial of each study and its settings re-trained under `seeds`; ConfigError if budgets differ."""
-    budgets = {c.budget.unique_tokens for c in configs}
-    if len(budgets) > 1:
-        raise ConfigError(f"compare needs one data budget, got unique_tokens {sorted(budgets)}: align them")
-    levers = []
-    for config in configs:
-        data = load_study_data(config)
-        best = data.best()
-        if best is None:
-            raise ConfigError(f"study '{config.study}' has no completed trial to compare")
-        row = data.best_row()
-        settings = settings_config(config, best.params)
-        runs = train_many([with_seed(settings, s) for s in seeds], data.workspace.path("reruns"), workers)
-        levers.append(
-            {
-                "study": config.study,
-                "space": Path(config.search.space).stem,
-                "n_trials": sum(trained(t) for t in data.study.trials),  # not the rejected suggestions
-                "n_complete": len(data.completed),
-                "best_trial": best.number,
-                "settings": {
-                    "weight_decay": settings.optim.weight_decay,
-                    "learning_rate": settings.optim.learning_rate,
-                    "epochs": settings.budget.epochs,
-                    "mix_ratio": settings.budget.mix_ratio,
-                },
-                "selected": {m: _float(row.get(m)) for m in METRICS},
-                "reruns": {m: [r.get(m) for r in runs] for m in METRICS},
-                "stats": {m: _stats([r.get(m) for r in runs]) for m in METRICS},
-            }
-        )
-    return {
-        "unique_tokens": budgets.pop(),
-        "seeds": list(seeds),
-        "levers": levers,
-        "differences": [paired_difference(levers[0], other, m) for other in levers[1:] for m in DIFF_METRICS],
-    }
+def _matrix(lever: dict[str, Any], metric: str) -> np.ndarray:
+    """Re-runs as a searches × seeds array, NaN where a run has no value."""
+    return np.array([[np.nan if v is None else v for v in s["reruns"][metric]] for s in lever["searches"]], dtype=float)
 
 
-DIFF_METRICS = ("target_val_loss", "target_acc")
+def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95) -> dict:
+    """`first` lever minus `other` on `metric`, with a seed-only and a searches-and-seeds interval.
 
+    Args:
+        first, other: levers of `compare_levers` (their searches' re-runs share the seeds).
+        metric: a re-run metric, e.g. ``target_val_loss``.
+        level: the intervals' confidence level.
 
-def paired_difference(first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95) -> dict:
-    """`first` minus `other` on `metric` over the seeds both re-ran: mean and a paired t interval.
-
-    Seeds where either run has no value are left out; with fewer than two pairs there is no interval.
+    Returns:
+        The mean difference, ``seed`` (paired by seed over the searches' means per seed) and
+        ``search`` (Welch's t on the searches' means: search and seed variation; None unless a lever
+        has two searches), and ``excludes_zero``, decided on the widest interval there is.
     """
-    pairs = [
-        (a, b)
-        for a, b in zip(first["reruns"][metric], other["reruns"][metric], strict=True)
-        if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)
-    ]
-    d = np.array([a - b for a, b in pairs], dtype=float)
-    out: dict[str, Any] = {"first": first["study"], "other": other["study"], "metric": metric, "n": len(d)}
-    out["mean"] = float(d.mean()) if len(d) else None
-    out["low"] = out["high"] = None
+    a, b = _matrix(first, metric), _matrix(other, metric)
+    out: dict[str, Any] = {"first": first["lever"], "other": other["lever"], "metric": metric, "level": level}
+    out["mean"] = _float(np.nanmean(a) - np.nanmean(b)) if np.isfinite(a).any() and np.isfinite(b).any() else None
+    per_seed = np.nanmean(a, axis=0) - np.nanmean(b, axis=0)
+    out["seed"] = paired_interval(per_seed[np.isfinite(per_seed)], level)
+    out["search"] = welch_interval(_row_means(a), _row_means(b), level)
+    decisive = out["search"] if out["search"]["low"] is not None else out["seed"]
+    out["searches_counted"] = decisive is out["search"]
+    out["excludes_zero"] = decisive["low"] is not None and (decisive["low"] > 0 or decisive["high"] < 0)
+    return out
+
+
+def _row_means(x: np.ndarray) -> np.ndarray:
+    rows = [r[np.isfinite(r)] for r in x]
+    return np.array([r.mean() for r in rows if len(r)], dtype=float)
+
+
+def paired_interval(d: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """Mean and t interval of paired differences `d`; no interval from fewer than two pairs."""
+    out: dict[str, Any] = {"n": len(d), "low": None, "high": None}
     if len(d) > 1:
         half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
         out["low"], out["high"] = float(d.mean() - half), float(d.mean() + half)
-    out["level"] = level
-    out["excludes_zero"] = out["low"] is not None and (out["low"] > 0 or out["high"] < 0)
+    return out
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, Any]:
+    """Welch's t interval of mean(a) − mean(b) from per-search means; a lone search adds no variance.
+
+    With a single search on one side the interval rests on the other side's spread alone (and its
+    degrees of freedom); with one search on both sides there is no interval.
+    """
+    out: dict[str, Any] = {"n": [len(a), len(b)], "low": None, "high": None}
+    parts = [(x.var(ddof=1) / len(x), len(x) - 1) for x in (a, b) if len(x) > 1]
+    if not parts or not len(a) or not len(b):
+        return out
+    var = sum(v for v, _ in parts)
+    df = var**2 / sum(v**2 / k for v, k in parts) if var > 0 else sum(k for _, k in parts)
+    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(var)
+    mean = a.mean() - b.mean()
+    out["low"], out["high"] = float(mean - half), float(mean + half)
     return out
 
 
@@ -102,41 +188,52 @@ def _float(value: Any) -> float | None:
 
 
 def summary_table(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per lever: settings, the selected trial, and the seed re-runs as mean ± sd."""
+    """One row per search: its lever, settings, the selected trial, and the seed re-runs as mean ± sd."""
     rows = []
     for lever in result["levers"]:
-        s, st = lever["settings"], lever["stats"]
-        row = {
-            "study": lever["study"],
-            "trials (complete)": f"{lever['n_trials']} ({lever['n_complete']})",
-            "wd / lr / E / r": (
-                f"{s['weight_decay']:.3g} / {s['learning_rate']:.3g} / {s['epochs']:g} / {s['mix_ratio']:.2f}"
-            ),
-            "selected loss": _fmt(lever["selected"]["target_val_loss"]),
-        }
-        for metric in ("target_val_loss", "target_acc", "aux_acc"):
-            m = st[metric]
-            row[f"{metric} (n={m['n']})"] = "n/a" if m["mean"] is None else f"{m['mean']:.4f} ± {m['sd']:.4f}"
-        row["chance"] = _fmt(st["target_acc_chance"]["mean"])
-        rows.append(row)
+        for search in lever["searches"]:
+            s = search["settings"]
+            row = {
+                "lever": lever["lever"],
+                "study": search["study"],
+                "trials (complete)": f"{search['n_trials']} ({search['n_complete']})",
+                "wd / lr / E / r": (
+                    f"{s['weight_decay']:.3g} / {s['learning_rate']:.3g} / {s['epochs']:.3g} / {s['mix_ratio']:.2f}"
+                ),
+                "selected loss": _fmt(search["selected"]["target_val_loss"]),
+            }
+            for metric in ("target_val_loss", "target_acc", "aux_acc"):
+                m = _stats(search["reruns"][metric])
+                row[f"{metric} (n={m['n']})"] = "n/a" if m["mean"] is None else f"{m['mean']:.4f} ± {m['sd']:.4f}"
+            row["chance"] = _fmt(_stats(search["reruns"]["target_acc_chance"])["mean"])
+            rows.append(row)
     return rows
 
 
 def difference_table(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per (other study, metric): the first study minus it, mean and interval, paired by seed."""
+    """One row per (other lever, metric): the first lever minus it, with both intervals."""
     rows = []
     for d in result.get("differences", []):
-        interval = "n/a" if d["low"] is None else f"[{d['low']:+.4f}, {d['high']:+.4f}]"
         rows.append(
             {
                 "difference": f"{d['first']} - {d['other']}",
                 "metric": d["metric"],
                 "mean": "n/a" if d["mean"] is None else f"{d['mean']:+.4f}",
-                f"{d['level']:.0%} interval (n={d['n']} seeds)": interval,
-                "beyond seed noise": "yes" if d["excludes_zero"] else "no",
+                f"{d['level']:.0%} seeds only (n={d['seed']['n']})": _interval(d["seed"]),
+                f"{d['level']:.0%} searches and seeds (n={d['search']['n']})": _interval(d["search"]),
+                "verdict": _verdict(d),
             }
         )
     return rows
+
+
+def _interval(i: dict[str, Any]) -> str:
+    return "n/a" if i["low"] is None else f"[{i['low']:+.4f}, {i['high']:+.4f}]"
+
+
+def _verdict(d: dict[str, Any]) -> str:
+    noise = "search and seed noise" if d["searches_counted"] else "seed noise (one search per lever)"
+    return f"beyond {noise}" if d["excludes_zero"] else f"within {noise}"
 
 
 def _fmt(value: float | None) -> str:
@@ -144,25 +241,26 @@ def _fmt(value: float | None) -> str:
 
 
 def plot_compare(result: dict[str, Any]):
-    """Bars of target loss and target accuracy per lever (mean ± sd over seeds), chance as a line."""
+    """Bars of target loss and target accuracy per lever (mean ± sd over searches and seeds), chance as a line."""
     import matplotlib.pyplot as plt
 
     levers = result["levers"]
-    names = [lever["study"] for lever in levers]
+    names = [lever["lever"] for lever in levers]
     chance = levers[0]["stats"]["target_acc_chance"]["mean"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("target_val_loss", "target_acc"), strict=True):
         means = [lever["stats"][metric]["mean"] or np.nan for lever in levers]
         sds = [lever["stats"][metric]["sd"] or 0.0 for lever in levers]
         ax.bar(names, means, yerr=sds, capsize=6, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
-        selected = [lever["selected"][metric] or np.nan for lever in levers]
-        ax.scatter(names, selected, color="black", marker="x", zorder=3, label="selected trial (search seed)")
+        selected = [(i, s["selected"][metric]) for i, lever in enumerate(levers) for s in lever["searches"]]
+        xs, ys = zip(*[(i, v if v is not None else np.nan) for i, v in selected], strict=True)
+        ax.scatter(xs, ys, color="black", marker="x", zorder=3, label="selected trial of each search")
         lines = [chance] if metric == "target_acc" and chance is not None else []
-        finite = [v for v in means + selected + lines if np.isfinite(v)]
+        finite = [v for v in list(means) + list(ys) + lines if np.isfinite(v)]
         if finite:
             pad = 0.5 * (max(finite) - min(finite)) + max(sds + [1e-3])
             ax.set_ylim(min(finite) - pad, max(finite) + pad)
-        ax.set_title(f"{metric} (mean ± sd over seeds {result['seeds']})", fontsize=9)
+        ax.set_title(f"{metric} (mean ± sd over searches × seeds {result['seeds']})", fontsize=9)
         ax.tick_params(axis="x", labelsize=8)
     if chance is not None:
         axes[1].axhline(chance, color="grey", linestyle="--", label="chance")

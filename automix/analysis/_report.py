@@ -293,11 +293,11 @@ def _compare(data: StudyData, report: Report, section: Section) -> None:
     )
     if result is not None:
         section.text(
-            f"Best settings of each study at U = {result['unique_tokens']:,}, re-trained with seeds {result['seeds']}."
+            f"Best settings of each search at U = {result['unique_tokens']:,}, re-trained with seeds {result['seeds']}."
         )
         section.table(summary_table(result))
         if rows := difference_table(result):
-            section.text("The first study minus each other one, paired by seed:")
+            section.text("The first lever minus each other one (seed-paired, and with search-to-search variation):")
             section.table(rows)
         report.png(section, plot_compare(result), "mix_vs_tune")
 

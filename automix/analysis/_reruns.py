@@ -42,10 +42,15 @@ def _train(config: TrainConfig) -> dict[str, float]:
     return run(config).metrics
 
 
-def train_many(configs: Sequence[TrainConfig], cache_dir: Path, workers: int = 1) -> list[dict[str, float]]:
-    """Final metrics of each config, trained `workers` at a time (one thread each) or read from the cache."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = [cache_dir / f"{fingerprint(c)}.json" for c in configs]
+def train_many(
+    configs: Sequence[TrainConfig], cache_dir: Path | Sequence[Path], workers: int = 1
+) -> list[dict[str, float]]:
+    """Final metrics of each config, trained `workers` at a time (one thread each) or read from the cache.
+
+    `cache_dir` is one folder for all configs or one per config (each study caches in its own).
+    """
+    dirs = [Path(cache_dir)] * len(configs) if isinstance(cache_dir, str | Path) else [Path(d) for d in cache_dir]
+    paths = [d / f"{fingerprint(c)}.json" for d, c in zip(dirs, configs, strict=True)]
     todo = {p: c for p, c in zip(paths, configs, strict=True) if not p.exists()}
     if todo:
         jobs = [c.model_copy(update={"threads": 1, "out_dir": None}) for c in todo.values()]
@@ -53,5 +58,6 @@ def train_many(configs: Sequence[TrainConfig], cache_dir: Path, workers: int = 1
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
             for path, config, metrics in zip(todo, jobs, pool.map(_train, jobs), strict=True):
+                path.parent.mkdir(parents=True, exist_ok=True)
                 write_json(path, {"config": config.model_dump(), "metrics": metrics})
     return [json.loads(p.read_text())["metrics"] for p in paths]

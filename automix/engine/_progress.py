@@ -16,6 +16,7 @@ console: it goes to WORK/automix.log, unless `AUTOMIX_VERBOSE=1` (`automix searc
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import threading
 import time
@@ -40,12 +41,11 @@ REFRESH_S = 1.0  # on a terminal: how often the live view is redrawn
 SHORT = {
     "weight_decay": "wd",
     "learning_rate": "lr",
-    "mix_ratio": "r",
     "epochs": "E",
+    "mix_ratio": "r",
     "unique_tokens": "U",
     "wall_time_s": "wall",
 }
-LEGEND = "wd=weight_decay lr=learning_rate E=epochs r=mix_ratio"
 
 
 def _console(file: IO[str] | None = None) -> Console:
@@ -172,20 +172,28 @@ class SearchProgress:
                 self.best = (float(value), trial.number)
         return trial
 
-    def eta_s(self) -> float | None:
-        """Seconds left: the running trials' remaining time plus the waiting ones at a typical length,
-        shared over `concurrency` slots; None until a trial has finished or reported progress."""
+    def typical_s(self) -> float | None:
+        """A trial's expected length: finished trials and the running ones' projected totals.
+
+        Finished trials alone would be biased short early on: stopped trials end first.
+        """
         now = self.clock()
-        trials = list(self.running.values())  # a snapshot: the live view reads from its own thread
-        typical = sum(self.durations) / len(self.durations) if self.durations else None
-        if typical is None:
-            guesses = [(now - t.started) / t.progress for t in trials if t.progress]
-            typical = sum(guesses) / len(guesses) if guesses else None
+        lengths = self.durations + [(now - t.started) / t.progress for t in list(self.running.values()) if t.progress]
+        return sum(lengths) / len(lengths) if lengths else None
+
+    def eta_s(self) -> float | None:
+        """Seconds left: each slot finishes its running trial, then takes the next waiting one at a
+        typical length; the search ends with its last slot. None until there is a typical length."""
+        now = self.clock()
+        typical = self.typical_s()
         if typical is None:
             return None
-        running = [t.left_s(now, typical) or 0.0 for t in trials]
-        waiting = max(0, self.total - self.done - len(trials))
-        return (sum(running) + waiting * typical) / max(1, self.concurrency)
+        trials = list(self.running.values())  # a snapshot: the live view reads from its own thread
+        slots = sorted(t.left_s(now, typical) or 0.0 for t in trials)
+        slots = [0.0] * max(0, self.concurrency - len(slots)) + slots
+        for _ in range(max(0, self.total - self.done - len(trials))):
+            heapq.heapreplace(slots, slots[0] + typical)
+        return max(slots, default=0.0)
 
     def status(self) -> str:
         """`search 3/12 done, 2 running, best target_val_loss=2.31 (trial 1), ~4m10s left, 1m02s in`."""
@@ -199,10 +207,14 @@ class SearchProgress:
 
     def trial_line(self, trial: _Running) -> str:
         """`trial 4  412k/1.02M tokens  loss=2.412  1m05s  wd=0.1 lr=0.003 E=8 r=0.25`."""
-        tokens = f"{fmt_tokens(trial.tokens) if trial.tokens is not None else '0'}/{fmt_tokens(trial.planned)}"
+        tokens = ""
+        if trial.tokens is not None or trial.planned is not None:  # a custom objective may count none
+            tokens = (
+                f"{fmt_tokens(trial.tokens) if trial.tokens is not None else '0'}/{fmt_tokens(trial.planned)} tokens  "
+            )
         loss = f"{self.metric}={fmt_value(trial.loss)}" if trial.loss is not None else "no eval yet"
         elapsed = fmt_duration(self.clock() - trial.started)
-        return fit(f"trial {trial.number:<3d} {tokens} tokens  {loss}  {elapsed}  {fmt_params(trial.params)}")
+        return fit(f"trial {trial.number:<3d} {tokens}{loss}  {elapsed}  {fmt_params(trial.params)}")
 
     def view(self) -> Group:
         """The live view: the search's status line, then a line per running trial."""
@@ -313,9 +325,9 @@ class ProgressCallback(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         number = int(trial.config.get(TRIAL_KEY, -1))
         params = user_params(trial.config)
-        if not self._legend and _legend(list(params)):
+        if not self._legend and (legend := _legend(list(params))):
             self._legend = True
-            self.say(f"params: {LEGEND}")
+            self.say(f"params: {legend}")
         self.progress.start(trial.trial_id, number, params)
         if not self.live_view:
             planned = self.progress.running[trial.trial_id].planned
@@ -350,9 +362,9 @@ class ProgressCallback(Callback):
             self.say(fit(f"{head} {cause}", max(len(head) + 60, WIDTH - len(tail))) + tail)
             return
         wall = fmt_duration(p.clock() - running.started) if running else "?"
-        tokens = fmt_tokens(result.get(TOKENS))
+        tokens = f" {fmt_tokens(result[TOKENS])} tokens" if result.get(TOKENS) is not None else ""
         params = fmt_params(user_params(trial.config))
-        self.say(fit(f"{head} {self.metrics[0]}={fmt_value(value)} {tokens} tokens {wall} {params}"))
+        self.say(fit(f"{head} {self.metrics[0]}={fmt_value(value)}{tokens} {wall} {params}"))
 
 
 def print_summary(trials: pd.DataFrame, best: dict, metric: str) -> None:
@@ -376,8 +388,8 @@ def print_summary(trials: pd.DataFrame, best: dict, metric: str) -> None:
 
 
 def _legend(params: list[str]) -> str:
-    """`LEGEND` when some of `params` go by a short name, else ''."""
-    return LEGEND if any(p in SHORT for p in params) else ""
+    """`wd=weight_decay lr=learning_rate`: the short names among `params`, in `SHORT`'s order ('' if none)."""
+    return " ".join(f"{v}={k}" for k, v in SHORT.items() if k in params)
 
 
 def _relative(path: str | Path) -> str:

@@ -178,6 +178,7 @@ def _check_study(plan: Plan, resume: bool, join: bool) -> None:
             "or a database URL such as postgresql+psycopg2://HOST/DB"
         )
     check_tracking_uri(ws.tracking_uri)
+    ws.check_owner()
     if not ws.storage_missing():
         check_study(ws.storage, ws.study, plan.settings, resume, plan.space, join)
 
@@ -199,6 +200,7 @@ def _open(plan: Plan, address: str | None, resume: bool, join: bool) -> _Session
     started_ray = False
     try:
         _make_writable(ws.work_dir)
+        ws.claim()
         if plan.data_check is not None:
             prepare(plan.data_check)  # corpora readable, U and the auxiliary enough for the largest trial
         # Ray's start is mostly waiting on its processes (and releases the GIL): open the study and

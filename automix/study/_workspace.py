@@ -2,11 +2,14 @@
 
 Every command that opens a study (`search`, `report`, `compare`, `multiplier`, `transfer`,
 `export`, `ui`) goes through a `Workspace`; no other code builds these paths or URLs, so a study
-kept in PostgreSQL or a journal file is read back exactly where the search wrote it.
+kept in PostgreSQL or a journal file is read back exactly where the search wrote it. A work
+directory belongs to the first study that searched in it (`study.json`): `best.json`, `trials/`
+and the checkpoints in it are that study's, so another study is refused there before anything is written.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +19,9 @@ from optuna.storages import BaseStorage
 
 from automix.config._study import ConfigError, StudyConfig
 from automix.study._storage import DEFAULT_RETRY_S, is_journal, open_storage
+from trainer.atomic import write_json
+
+OWNER_FILE = "study.json"
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,32 @@ class Workspace:
         """Whether the study's sqlite or journal file does not exist yet (opening it would create it)."""
         return _missing_file(self.storage_url)
 
+    def owner(self) -> str | None:
+        """The study the work directory belongs to: `study.json`, else the study of its `best.json`."""
+        for name, key in ((OWNER_FILE, "study"), ("best.json", "study")):
+            path = self.path(name)
+            if path.is_file():
+                return json.loads(path.read_text()).get(key)
+        return None
+
+    def check_owner(self) -> None:
+        """A ConfigError (writing nothing) if the work directory belongs to another study."""
+        owner = self.owner()
+        if owner is not None and owner != self.study:
+            raise ConfigError(
+                f"work_dir {self.work_dir} belongs to study '{owner}': give study '{self.study}' its own "
+                f"(e.g. work_dir=runs/{self.study}), or open study={owner}"
+            )
+
+    def claim(self) -> None:
+        """Mark the (existing) work directory as this study's; see `check_owner`."""
+        self.check_owner()
+        if not self.path(OWNER_FILE).is_file():
+            write_json(self.path(OWNER_FILE), {"study": self.study})
+
     def load_study(self) -> optuna.Study:
         """The study as a search left it, for reading; a ConfigError if there is none, creating nothing."""
+        self.check_owner()
         if self.storage_missing():
             raise ConfigError(
                 f"no study at {self.storage_url}: run `automix search` with this config first "
