@@ -173,13 +173,14 @@ def test_live_view_on_a_terminal_redraws_while_trials_run(monkeypatch):
 def test_summary_table_uses_the_same_names_and_formats(capsys):
     trials = pd.DataFrame(
         {
-            "number": [0, 1],
-            "state": ["COMPLETE", "PRUNED"],
-            "value": [2.345678, 3.0],
-            "params_weight_decay": [0.1, 1.0],
-            "params_mix_ratio": [0.25, 0.5],
-            "user_attrs_tokens": [999_680.0, 412_000.0],
-            "user_attrs_wall_time_s": [65.0, 30.0],
+            "number": [0, 1, 2],
+            "state": ["COMPLETE", "PRUNED", "FAIL"],
+            "value": [2.345678, 3.0, None],
+            "params_weight_decay": [0.1, 1.0, 3.0],
+            "params_mix_ratio": [0.25, 0.5, 0.75],
+            "user_attrs_tokens": [999_680.0, 412_000.0, None],
+            "user_attrs_wall_time_s": [65.0, 30.0, None],
+            "user_attrs_rejected": [None, None, "train_tokens 3,000 > max 2,000"],
         }
     )
     print_summary(trials, {"best_trial": 0, "best_value": 2.345678, "best_params": {"weight_decay": 0.1}}, "loss")
@@ -187,6 +188,7 @@ def test_summary_table_uses_the_same_names_and_formats(capsys):
     assert " wd " in err and " r " in err and "weight_decay " not in err.split("\n", 1)[1]
     assert "1M" in err and "412k" in err and "1m05s" in err and "9.997e+05" not in err
     assert "best trial 0: loss=2.346 wd=0.1" in err
+    assert "REJECTED" in err and "FAIL" not in err  # a suggestion never trained is not a failed trial
     assert all(len(line) <= WIDTH for line in err.splitlines())
 
 

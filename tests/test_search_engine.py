@@ -235,6 +235,19 @@ def test_the_searcher_retries_rejections_from_reproducible_random_suggestions():
     assert suggestions(0, retry_seed=1)[0] != configs
 
 
+def test_retries_for_trials_running_at_once_never_draw_the_same_point():
+    # Retried suggestions used to be seeded by the trial count plus the attempt, which two retry
+    # chains could share: two trials running at once then trained the same params.
+    space = parse_space({"x": {"type": "float", "low": -4.0, "high": 4.0}, "y": {"type": "int", "low": 0, "high": 4}})
+    searcher = StudySearcher(
+        space=space.distributions, metric="loss", mode="min", sampler=make_sampler("gp", space, 0),
+        cost=lambda p: 1000 * (p["y"] + 1), max_cost=1000, target=12, seed=0,
+    )  # fmt: skip
+    configs = [searcher.suggest(f"t{i}") for i in range(12)]  # none finishes: all run at once
+    points = [tuple(sorted((k, v) for k, v in c.items() if k != TRIAL_KEY)) for c in configs]
+    assert len(set(points)) == len(points)
+
+
 def test_token_budget_stops_the_search(tmp_path):
     result = run(tmp_path, "budget", n_trials=20, concurrency=1, max_total_tokens=1000)
     done = [t for t in result.study.trials if t.state == TrialState.COMPLETE]

@@ -82,7 +82,7 @@ def content_key(source: str, hf_max_documents: int) -> str:
 def read_documents(source: str, hf_max_documents: int) -> list[str]:
     """All non-empty documents of a source, in file order."""
     if source.startswith(HF_PREFIX):
-        docs = _read_hub(source, hf_max_documents)
+        docs = read_hub(source, 0, hf_max_documents)
     else:
         docs = [doc for path in source_files(source) for doc in _read_file(path)]
     if not docs:
@@ -138,13 +138,18 @@ def _read_parquet(path: Path) -> list[str]:
     return [t for t in texts if isinstance(t, str) and t.strip()]
 
 
-def _read_hub(source: str, cap: int) -> list[str]:
+def read_hub(source: str, start: int, stop: int) -> list[str]:
+    """The non-empty `text` fields of rows start..stop-1 of an `hf:NAME[:CONFIG]` source's train split.
+
+    Streamed: rows past `stop` are never fetched. As in `datasets.load_dataset`, a NAME that is a
+    local folder of data files (parquet, JSON lines, ...) is read from there, not from the hub.
+    """
     import datasets  # heavy, and only needed for hub sources
 
     name, _, config = source[len(HF_PREFIX) :].partition(":")
     try:
         rows = datasets.load_dataset(name, config or None, split="train", streaming=True)
-        docs = [row["text"] for row in itertools.islice(rows, cap)]
+        docs = [row["text"] for row in itertools.islice(rows, start, stop)]
     except Exception as e:  # network, auth, unknown name or column: all reach the user as one line
         raise CorpusError(
             f"cannot stream hub dataset {name!r} (config {config or None}, split train, "

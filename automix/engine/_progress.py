@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from automix.engine._callbacks import traceback_path
-from automix.protocol import PROGRESS, TOKENS, TRIAL_KEY, error_reason, final_state, user_params
+from automix.protocol import PROGRESS, REJECTED, TOKENS, TRIAL_KEY, error_reason, final_state, user_params
 
 WIDTH = 100
 HEARTBEAT_S = 30.0  # without a terminal: a status line this often
@@ -114,11 +114,38 @@ class _Running:
     loss: float | None = None
     progress: float | None = None
 
-    def left_s(self, now: float, typical_s: float | None) -> float | None:
-        """Seconds this trial still needs: from its own progress, else the typical trial's length."""
-        if self.progress:
-            return (now - self.started) * (1 - self.progress) / self.progress
-        return None if typical_s is None else max(0.0, typical_s - (now - self.started))
+    def projected_s(self, now: float) -> float | None:
+        """Its whole length if it runs to the end, from its own progress."""
+        return (now - self.started) / self.progress if self.progress else None
+
+
+@dataclass(frozen=True)
+class _Outlook:
+    """What trials that have not ended will take, learnt from those so far.
+
+    Early stopping makes two kinds of trial: stopped ones, short, and those run to their end. A
+    running trial past the furthest point where one was stopped will run to its end.
+    """
+
+    full_s: float | None  # a trial run to its end
+    stopped_s: float  # a stopped one
+    survive: float  # the share of trials run to their end
+    stop_at: float | None  # the furthest progress at which a trial was stopped
+
+    def new_s(self) -> float | None:
+        """A waiting trial's expected length."""
+        if self.full_s is None:
+            return self.stopped_s if self.survive == 0 else None
+        return self.survive * self.full_s + (1 - self.survive) * self.stopped_s
+
+    def left_s(self, trial: _Running, now: float) -> float:
+        """A running trial's expected time left."""
+        elapsed = now - trial.started
+        own = trial.projected_s(now) or self.full_s
+        to_end = max(0.0, own - elapsed) if own is not None else 0.0
+        if trial.progress and (self.stop_at is None or trial.progress > self.stop_at):
+            return to_end
+        return self.survive * to_end + (1 - self.survive) * max(0.0, self.stopped_s - elapsed)
 
 
 @dataclass
@@ -133,7 +160,8 @@ class SearchProgress:
     running: dict[str, _Running] = field(default_factory=dict)
     done: int = 0
     states: dict[str, int] = field(default_factory=dict)
-    durations: list[float] = field(default_factory=list)
+    full: list[float] = field(default_factory=list)  # lengths of trials run to their end
+    stopped: list[tuple[float, float]] = field(default_factory=list)  # (length, progress) of the others
     best: tuple[float, int] | None = None
     started: float = 0.0
 
@@ -166,30 +194,45 @@ class SearchProgress:
         self.done += 1
         self.states[state] = self.states.get(state, 0) + 1
         if trial is not None:
-            self.durations.append(self.clock() - trial.started)
+            length = self.clock() - trial.started
+            if state == "COMPLETE":
+                self.full.append(length)
+            else:
+                self.stopped.append((length, trial.progress or 0.0))
         if state == "COMPLETE" and isinstance(value, int | float) and math.isfinite(value) and trial is not None:
             if self.best is None or (value < self.best[0] if minimize else value > self.best[0]):
                 self.best = (float(value), trial.number)
         return trial
 
-    def typical_s(self) -> float | None:
-        """A trial's expected length: finished trials and the running ones' projected totals.
+    def outlook(self) -> _Outlook:
+        """The lengths and survival share the time-left estimate uses (see `_Outlook`)."""
+        now, running = self.clock(), list(self.running.values())  # a snapshot: the live view has its own thread
+        stop_at = max((p for _, p in self.stopped), default=None)
+        past = [t for t in running if t.progress and (stop_at is None or t.progress > stop_at)]
+        full = self.full + [t.projected_s(now) for t in past]
+        if not full and not self.stopped:  # nothing to go on yet but the running trials' own pace
+            full = [t.projected_s(now) for t in running if t.progress]
+        decided = len(self.full) + len(past) + len(self.stopped)
+        return _Outlook(
+            full_s=sum(full) / len(full) if full else None,
+            stopped_s=sum(d for d, _ in self.stopped) / len(self.stopped) if self.stopped else 0.0,
+            survive=(len(self.full) + len(past)) / decided if decided else 1.0,
+            stop_at=stop_at,
+        )
 
-        Finished trials alone would be biased short early on: stopped trials end first.
-        """
-        now = self.clock()
-        lengths = self.durations + [(now - t.started) / t.progress for t in list(self.running.values()) if t.progress]
-        return sum(lengths) / len(lengths) if lengths else None
+    def typical_s(self) -> float | None:
+        """A waiting trial's expected length; None until a trial has ended or reported progress."""
+        return self.outlook().new_s()
 
     def eta_s(self) -> float | None:
         """Seconds left: each slot finishes its running trial, then takes the next waiting one at a
         typical length; the search ends with its last slot. None until there is a typical length."""
-        now = self.clock()
-        typical = self.typical_s()
+        now, outlook = self.clock(), self.outlook()
+        typical = outlook.new_s()
         if typical is None:
             return None
-        trials = list(self.running.values())  # a snapshot: the live view reads from its own thread
-        slots = sorted(t.left_s(now, typical) or 0.0 for t in trials)
+        trials = list(self.running.values())
+        slots = sorted(outlook.left_s(t, now) for t in trials)
         slots = [0.0] * max(0, self.concurrency - len(slots)) + slots
         for _ in range(max(0, self.total - self.done - len(trials))):
             heapq.heapreplace(slots, slots[0] + typical)
@@ -377,7 +420,8 @@ def print_summary(trials: pd.DataFrame, best: dict, metric: str) -> None:
     for col in ["number", "state", "value", *params, *attrs]:
         table.add_column(short(col.removeprefix("params_").removeprefix("user_attrs_")), justify="right")
     for _, row in trials.iterrows():
-        cells = [row.get("number"), row.get("state"), row.get("value"), *(row.get(c) for c in params)]
+        state = "REJECTED" if isinstance(row.get(f"user_attrs_{REJECTED}"), str) else row.get("state")
+        cells = [row.get("number"), state, row.get("value"), *(row.get(c) for c in params)]
         table.add_row(*(fmt_value(_plain(v)) for v in cells), *(formats[c](_plain(row.get(c))) for c in attrs))
     console.print(table)
     if best.get("best_trial") is None:

@@ -27,7 +27,7 @@ from ray.tune.stopper import CombinedStopper
 
 from automix.config._space import SpaceLike, as_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
-from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCallback
+from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCallback, trial_logging
 from automix.engine._driver import local_runtime_env, terminate_as_interrupt, watch_ray_processes
 from automix.engine._packing import resolve_gpus_per_trial
 from automix.engine._preflight import Plan, objective_plan, trainer_plan
@@ -147,7 +147,8 @@ def _search(
     _check_study(plan, resume, join)
     session = _open(plan, address, resume, join)
     searcher = _searcher(plan, session.state, sampler)
-    mlflow_cb = MlflowTrialCallback(session.tracker, session.tags, plan.settings.metrics)
+    trial_log = trial_logging(plan.objective, (plan.config or {}).get("tracking"), local=address is None)
+    mlflow_cb = MlflowTrialCallback(session.tracker, session.tags, plan.settings.metrics, trial_log)
     status = "FAILED"
     try:
         _run(plan, session, searcher, [*(callbacks or []), FailureCallback(searcher), mlflow_cb], verbose)
@@ -307,6 +308,8 @@ def _gpu_share(plan: Plan, session: _Session) -> float:
     if share > 0:
         print(f"GPUs: {per_gpu} trial(s) share each GPU (gpus_per_trial={share:.3g})", file=sys.stderr)
         session.tracker.set_tags(session.parent_id, {"trials_per_gpu": str(per_gpu), "gpus_per_trial": f"{share:.3g}"})
+    elif settings.gpus_per_trial == "auto":
+        print("GPUs: none visible, trials run on the CPU", file=sys.stderr)
     return share
 
 
@@ -372,7 +375,8 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
             tracker.log_metrics(parent_id, {f"best_{m}": v for m, v in best.items()}, 0)
         tracker.log_artifact(parent_id, result.work_dir / "best.json")
         best = result.pareto_front[0].number if result.pareto_front else None
-        tracker.end(parent_id, status, tags={"best_trial": str(best)})
+        best_run = tracker.mark_best(session.tags["study"], best)  # its trial run: tagged automix.best
+        tracker.end(parent_id, status, tags={"best_trial": str(best), "best_run_id": str(best_run)})
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)
 

@@ -190,7 +190,7 @@ class StudySearcher(Searcher):
     def _ask_untrained(self) -> optuna.Trial | None:
         """Ask the study until a suggestion may be trained; None when the space is exhausted."""
         study, repeats = self._study, 0
-        for attempt in range(MAX_REJECTIONS):
+        for _ in range(MAX_REJECTIONS):
             trial = study.ask(self._space)
             reason = self._rejection(trial)
             if reason is None:
@@ -202,11 +202,12 @@ class StudySearcher(Searcher):
                 log.warning("%d suggestions in a row were trained already: the space is exhausted", repeats)
                 return None
             # A model-based sampler would propose the same point again: retry from random
-            # suggestions, seeded by the search's seed and the trial count (another seed, other
-            # draws). A grid retries from its own unvisited points: a random one would be off the grid.
+            # suggestions, seeded by the search's seed and the rejected trial's number (one seed
+            # per retry: trials running at once never draw the same point). A grid retries from
+            # its own unvisited points: a random one would be off the grid.
             if not isinstance(self._study.sampler, GridSampler):
-                draw = len(self._study.get_trials(deepcopy=False)) + attempt
-                study = self._retry_study(int(np.random.SeedSequence([self._seed, draw]).generate_state(1)[0]))
+                seed = np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0]
+                study = self._retry_study(int(seed))
         raise RuntimeError(f"{MAX_REJECTIONS} suggestions in a row exceeded max_train_tokens; widen it")
 
     def _retry_study(self, seed: int) -> optuna.Study:
