@@ -1,9 +1,9 @@
-"""Coordinate check: activation scales stay flat with width under μP and grow under SP."""
+"""Coordinate check: activation scales stay flat with width under μP (grow under SP), with depth under CompleteP."""
 
 from __future__ import annotations
 
 from automix.cli import main
-from trainer.coord_check import coord_check, plot_coord_check, width_slopes
+from trainer.coord_check import coord_check, plot_coord_check, slopes, width_slopes
 
 WIDTHS = [16, 32, 64]
 STEPS = 3
@@ -30,6 +30,22 @@ def test_mup_activations_are_flat_in_width_and_sp_ones_grow(make_cfg, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_completep_stream_is_flat_in_depth_and_mup_one_grows(make_cfg, tmp_path):
+    config = make_cfg(batch_size=4)
+    model = config.model.model_copy(update={"width": 32, "base_width": 32, "base_depth": 2})
+    df = coord_check(config.model_copy(update={"model": model, "threads": 1}), [2, 4, 8, 16], lr=3e-3, axis="depth")
+    assert set(df.module) == {"wte", "blocks.last", "lm_head"} and set(df.parametrization) == {"completep", "mup"}
+
+    fitted = slopes(df)
+    # t=1 is at init and t=2 follows a step that moved only the zero-initialised readout
+    stream = fitted[(fitted.t > 2) & (fitted.module == "blocks.last")].set_index(["parametrization", "t"]).slope
+    # 1/m_L branches: an 8× deeper CompleteP model changes the stream's scale by less than 2^(0.3·3) ≈ 1.9×
+    assert stream["completep"].abs().max() < 0.3, stream
+    # μP: each of the L blocks adds an update of the same size, so the stream grows with depth
+    assert stream["mup"].min() > 0.4, stream
+    assert plot_coord_check(df, tmp_path / "depth.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_coord_check_cli_writes_the_plot_and_rejects_bad_widths(tiny, tmp_path, capsys):
     config = tmp_path / "study.yaml"
     config.write_text(
@@ -41,3 +57,6 @@ def test_coord_check_cli_writes_the_plot_and_rejects_bad_widths(tiny, tmp_path, 
     assert (tmp_path / "work" / "coord_check" / "coord_check.png").is_file()
     assert "blocks.1" in capsys.readouterr().out
     assert main(["coord-check", str(config), "--widths", "16", "30"]) == 2  # 4 heads do not divide 30
+    assert main(["coord-check", str(config), "--depths", "1", "2", "--steps", "2"]) == 0
+    assert (tmp_path / "work" / "coord_check" / "coord_check_depth.png").is_file()
+    assert "blocks.last" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Hugging Face export (logits and token ids match) and checkpoint reload (μP shapes and next step intact)."""
+"""Hugging Face export (logits and token ids match) and checkpoint reload (shapes, multipliers and next step intact)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ TEXTS = ["السلام عليكم، قال الرئيس إن الحكومة", "T
 
 
 def _config(parametrization: str, width: int = 48, base_width: int = 16) -> TrainConfig:
-    model = ModelConfig(width=width, base_width=base_width, depth=2, n_heads=4, parametrization=parametrization)
+    """completep at depth 4 on base depth 2 (its branch multiplier ½ matters); the others at depth 2."""
+    depth = 4 if parametrization == "completep" else 2
+    model = ModelConfig(
+        width=width, base_width=base_width, depth=depth, base_depth=2, n_heads=4, parametrization=parametrization
+    )
     return TrainConfig(
         data={"target": "unused", "target_valid": "unused", "seq_len": 32},
         model=model,
@@ -37,7 +41,7 @@ def _trained_like(config: TrainConfig) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("parametrization", ["mup", "sp"])
+@pytest.mark.parametrize("parametrization", ["mup", "completep", "sp"])
 def test_exported_gpt2_gives_the_same_logits_and_ids(tmp_path, parametrization):
     config = _config(parametrization)
     model = _trained_like(config)
@@ -87,8 +91,9 @@ def test_export_finds_the_best_trial_of_a_work_dir(tmp_path):
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_reload_keeps_mup_shapes_and_gives_the_identical_next_step(tmp_path):
-    config = _config("mup", width=64, base_width=16).model_copy(
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_reload_keeps_shapes_and_multipliers_and_gives_the_identical_next_step(tmp_path, parametrization):
+    config = _config(parametrization, width=64, base_width=16).model_copy(
         update={"optim": OptimConfig(learning_rate=1e-2, weight_decay=0.5)}
     )
     torch.manual_seed(0)
@@ -112,12 +117,13 @@ def test_reload_keeps_mup_shapes_and_gives_the_identical_next_step(tmp_path):
     reloaded, reloaded_config = load_checkpoint(path)
     assert reloaded.blocks[0].fc.weight.infshape.width_mult() == pytest.approx(4)
     assert reloaded.lm_head.width_mult() == pytest.approx(4)
+    assert [b.branch_mult for b in reloaded.blocks] == [b.branch_mult for b in model.blocks]
     for a, b in zip(reloaded.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b)  # no μP rescaling on reload
     reloaded_opt = build_optimizer(reloaded, reloaded_config.optim)
     reloaded_sched = torch.optim.lr_scheduler.LambdaLR(reloaded_opt, lambda step: 1.0)
     assert load_state(tmp_path, reloaded_config, reloaded, reloaded_opt, reloaded_sched) == {"step": 2}
-    assert [g["lr"] for g in reloaded_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert [(g["lr"], g["eps"]) for g in reloaded_opt.param_groups] == [(g["lr"], g["eps"]) for g in opt.param_groups]
     # Adam's moments came back too: the next update, and the loss after it, are bitwise the same.
     assert step(reloaded, reloaded_opt, batches[2]) == step(model, opt, batches[2])
     assert step(reloaded, reloaded_opt, batches[3]) == step(model, opt, batches[3])

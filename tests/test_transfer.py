@@ -1,8 +1,9 @@
-"""μP transfer: the lr/wd and budget rule, and a tiny transfer run tracked in MLflow and exportable."""
+"""Transfer: the lr/wd rules in width and depth, the budget rule, tiny runs tracked in MLflow, the verify sweeps."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from optuna.distributions import FloatDistribution
 from automix.cli import main
 from automix.config._study import ConfigError, StudyConfig
 from automix.scaling._transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
-from automix.scaling._verify import plot_sweeps, summarize
+from automix.scaling._verify import plot_sweeps, summarize, verify_transfer
 from automix.study import Workspace
 from trainer.export import export
 
@@ -47,6 +48,22 @@ def test_lr_and_wd_carry_over_and_muadamw_keeps_hidden_lr_times_wd(proxy, width)
     assert eff["hidden_wd"] == pytest.approx(WD * m)
     assert eff["hidden_lr_x_wd"] == pytest.approx(LR * WD)  # per-step decay is the base width's
     assert (eff["embedding_lr"], eff["embedding_wd"]) == (pytest.approx(LR), pytest.approx(WD))
+
+
+@pytest.mark.parametrize("parametrization", ["completep", "mup"])
+def test_depth_carries_lr_and_wd_and_completep_scales_branches_and_eps(proxy, parametrization):
+    proxy = proxy.model_copy(
+        update={"model": proxy.model.model_copy(update={"parametrization": parametrization, "base_depth": 2})}
+    )
+    target = target_config(proxy, 128, depth=8)
+    assert (target.model.width, target.model.depth, target.model.base_depth) == (128, 8, 2)
+    assert (target.optim.learning_rate, target.optim.weight_decay) == (LR, WD)
+    eff = effective_lr_wd(target)
+    # α = 1: lr and wd have no depth factor; only the branches (1/m_L) and the blocks' ε (1/(m_N·m_L)) scale
+    m_l = 4 if parametrization == "completep" else 1
+    assert (eff["depth_mult"], eff["branch_mult"]) == (m_l, 1 / m_l)
+    assert (eff["hidden_lr"], eff["hidden_wd"]) == (pytest.approx(LR / 4), pytest.approx(WD * 4))
+    assert eff["hidden_eps"] == pytest.approx(1e-8 / (4 * m_l) if parametrization == "completep" else 1e-8)
 
 
 @pytest.mark.parametrize("mode", ["epochs", "fixed_tokens"])
@@ -139,6 +156,17 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
         study_config_from_tracking("tiny", copy)
 
 
+def test_transfer_to_a_depth_names_runs_by_shape_and_warns_outside_completep(tmp_path, tiny, caplog):
+    config = _study(tmp_path, tiny)
+    with caplog.at_level(logging.WARNING, logger="automix.scaling._transfer"):
+        result = transfer(config, [16], verbose=False, depth=2)
+    assert "completep" in caplog.text  # a μP study: nothing carries the lr across depth
+    (run,) = result.runs
+    assert (run["width"], run["depth"]) == (16, 2)
+    assert Path(run["checkpoint"]).parent.name == "w16d2"
+    assert json.loads(result.path.read_text())["proxy_depth"] == 1
+
+
 def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):
     config = _study(tmp_path, tiny)
     path = tmp_path / "study.yaml"
@@ -147,6 +175,8 @@ def test_transfer_cli_rejects_bad_input(tmp_path, tiny, capsys):
     assert "n_heads" in capsys.readouterr().err
     assert main(["transfer", "--config", str(path), "--widths", "32", "--trial", "7"]) == 2
     assert main(["transfer", "--study", "absent", "--work-dir", str(tmp_path), "--widths", "32"]) == 2
+    assert main(["transfer", "--config", str(path), "--width", "32", "--depth", "0"]) == 2
+    assert "depth" in capsys.readouterr().err
 
 
 def test_verify_summary_finds_the_best_lr_per_width_and_its_drift(tmp_path):
@@ -165,3 +195,34 @@ def test_verify_summary_finds_the_best_lr_per_width_and_its_drift(tmp_path):
     assert {(r.parametrization, r.width): r.value for r in table.itertuples()} == best
     assert drift == {"lr/mup": 1, "lr/sp": 3}
     assert plot_sweeps(losses, tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verify_summary_along_depth(tmp_path):
+    grid = [1e-3, 2e-3, 4e-3]
+    best = {("completep", 2): 2e-3, ("completep", 8): 4e-3, ("mup", 2): 2e-3, ("mup", 8): 1e-3}
+    losses = pd.DataFrame(
+        {"sweep": "lr", "parametrization": p, "width": 64, "depth": d, "value": lr, "loss": abs(math.log2(lr / b))}
+        for (p, d), b in best.items()
+        for lr in grid
+    )
+    table, drift = summarize(losses, {"lr": grid}, "depth")
+    assert {(r.parametrization, r.depth): r.value for r in table.itertuples()} == best
+    assert drift == {"lr/completep": 1, "lr/mup": 1}
+    assert plot_sweeps(losses, tmp_path / "depth.png", "depth").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verify_transfer_along_depth_runs_every_point_once(tmp_path, tiny, capsys):
+    config = _study(tmp_path, tiny)
+    result = verify_transfer(config, lrs=[4e-3, 8e-3], wds=(), depths=[1, 2])
+    assert result.axis == "depth" and result.path.name == "verify_transfer_depth_w16.json"
+    assert set(result.drift) == {"lr/completep", "lr/mup"}  # no wd sweep asked for
+    assert capsys.readouterr().out.count("target_val_loss=") == 2 * 2 * 2  # lr × depth × 2 parametrisations
+    record = json.loads(result.path.read_text())
+    assert record["base_depth"] == 1 and record["wd_sweep_lr"] is None
+    again = verify_transfer(config, lrs=[4e-3, 8e-3], wds=(), depths=[1, 2])
+    assert "target_val_loss=" not in capsys.readouterr().out  # every loss read back from the cache
+    assert again.losses.equals(result.losses)
+
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(config.model_dump()))
+    assert main(["verify-transfer", str(path), "--depths", "2"]) == 2  # one depth is no sweep

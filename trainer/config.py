@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+_SWITCH_WORDS = {"on": "on", "true": "on", "yes": "on", "off": "off", "false": "off", "no": "off"}
+
+
+def _switch(value: object) -> object:
+    """The "on" or "off" a user's word means: YAML reads on/off/yes/no/true/false as booleans."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        return _SWITCH_WORDS.get(value.strip().lower(), value)
+    return value
+
+
+# An on/off setting with an automatic default; `compile: on`, `compile=yes` and `compile: true` all mean "on".
+OnOffAuto = Annotated[Literal["auto", "on", "off"], BeforeValidator(_switch)]
 
 
 class DataConfig(_Strict):
@@ -48,14 +64,19 @@ class DataConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """Decoder-only pre-LN transformer; `width` scales, `base_width` anchors μP's base shapes."""
+    """Decoder-only pre-LN transformer; `width` scales, `base_width` (and under completep `base_depth`) anchor it.
+
+    `mup`: μP in width (the `mup` package); `completep`: μP plus CompleteP's depth rules (trainer/model.py);
+    `sp`: standard parametrisation.
+    """
 
     width: int = Field(64, ge=8)
     base_width: int = Field(64, ge=8)
     depth: int = Field(2, ge=1)
+    base_depth: int = Field(2, ge=1, description="completep: the depth lr, wd and init are stated at")
     n_heads: int = Field(4, ge=1)
     mlp_ratio: int = Field(4, ge=1)
-    parametrization: Literal["mup", "sp"] = "mup"
+    parametrization: Literal["mup", "completep", "sp"] = "mup"
     init_std: float = Field(0.02, gt=0, description="hidden-weight init std at base width")
 
     @model_validator(mode="after")
@@ -125,7 +146,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     eval_every_tokens: int = Field(200_000, ge=1, description="fixed token marks keep trials comparable")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: Literal["auto", "on", "off"] = Field(
+    compile: OnOffAuto = Field(
         "auto",
         description="torch.compile the training forward; auto: on for CUDA, off on CPU (see trainer/train.py, "
         "TrainStep); falls back to eager with a warning where compiling fails",
@@ -160,5 +181,9 @@ _NOT_IN_FINGERPRINT = {
 
 def fingerprint(config: TrainConfig) -> str:
     """Hash of everything that determines a run's losses: the one key of its state, result and rerun cache."""
-    payload = json.dumps(config.model_dump(exclude=_NOT_IN_FINGERPRINT), sort_keys=True)
+    fields = config.model_dump(exclude=_NOT_IN_FINGERPRINT)
+    if config.model.parametrization != "completep":
+        # base_depth changes nothing outside completep; dropped so runs from before it keep their key
+        del fields["model"]["base_depth"]
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.blake2b(payload.encode(), digest_size=12).hexdigest()

@@ -1,112 +1,151 @@
-"""Coordinate check: do activation scales stay flat with width over the first training steps?
+"""Coordinate check: do activation scales stay flat as the model grows, over the first training steps?
 
-Under μP the typical size of every activation coordinate (embedding output, each block's output,
-the logits) is independent of width at every step; under SP with Adam, updates to hidden matrices
-add up over the width and the later activations and logits grow with it. This trains models of
-several widths for a few steps on one fixed batch (mup's `_get_coord_data` recipe, with our
-model, data and MuAdamW) and fits, for each module and step, the slope of log mean|x| against
-log width: about 0 means flat, 1 means proportional to width.
+Along width: under μP the typical size of every activation coordinate (embedding output, each
+block's output, the logits) is independent of width at every step; under SP with Adam, updates to
+hidden matrices add up over the width and the later activations and logits grow with it.
+Along depth (at a fixed width): under CompleteP the residual stream the readout sees, and the
+logits, stay flat in depth, because each of the L branches is scaled by 1/m_L; under μP every
+block adds an update of the same size, so they grow with L (Dey et al. 2025, Figure 7).
+
+Each model trains for a few steps on one fixed batch (the recipe of mup's coord check, with our
+model, data and optimiser), and for each module and step the slope of log mean|x| against log
+size is fitted: about 0 means flat, 1 means proportional to the width (or depth).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from mup.coord_check import _get_coord_data
 from torch import nn
 
-from trainer.config import ModelConfig, TrainConfig
+from trainer.config import ModelConfig, OptimConfig, TrainConfig
 from trainer.data import build_stream
-from trainer.model import Transformer, build_model, build_optimizer
+from trainer.model import LABELS, Transformer, build_model, build_optimizer
 from trainer.tokenizer import build_tokenizer
 
-
-class _Logits(nn.Module):
-    """mup's helper calls `model(x)` and wants logits, not our (logits, loss) pair."""
-
-    def __init__(self, model: Transformer):
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.model(idx)[0]
+Axis = Literal["width", "depth"]
+# The parametrisation that should stay flat along each axis, then the one it is contrasted with.
+COMPARED: dict[str, tuple[str, str]] = {"width": ("mup", "sp"), "depth": ("completep", "mup")}
 
 
-def _recorded(name: str) -> bool:
-    """Embedding output, each block's output and the logits: the residual stream end to end."""
-    parts = name.split(".")
-    return name in ("model.wte", "model.lm_head") or (len(parts) == 3 and parts[1] == "blocks")
+def recorded_modules(model: Transformer, axis: Axis) -> dict[str, nn.Module]:
+    """The residual stream end to end, by the name it is reported under.
+
+    Along width: the embedding, every block and the readout. Along depth the number of blocks
+    differs between models, so only the last one, `blocks.last` (the stream the readout sees).
+    """
+    blocks = {f"blocks.{i}": block for i, block in enumerate(model.blocks)}
+    if axis == "depth":
+        blocks = {"blocks.last": model.blocks[-1]}
+    return {"wte": model.wte, **blocks, "lm_head": model.lm_head}
+
+
+def _mean_abs_per_step(
+    model: Transformer, batch: tuple[torch.Tensor, torch.Tensor], optim: OptimConfig, steps: int, axis: Axis
+) -> dict[str, list[float]]:
+    """Train `steps` steps on one batch; mean |output| of each recorded module at each step's forward."""
+    seen: dict[str, list[float]] = {}
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+            seen.setdefault(name, []).append(out.abs().mean().item())
+
+        return hook
+
+    hooks = [module.register_forward_hook(record(name)) for name, module in recorded_modules(model, axis).items()]
+    optimizer = build_optimizer(model, optim)
+    for _ in range(steps):
+        _, loss = model(*batch)
+        optimizer.zero_grad()
+        loss.backward()  # no clipping: the check is about what the parametrisation's updates do
+        optimizer.step()
+    for hook in hooks:
+        hook.remove()
+    return seen
 
 
 def coord_check(
     config: TrainConfig,
-    widths: list[int] | tuple[int, ...],
-    parametrizations: tuple[str, ...] = ("mup", "sp"),
+    sizes: list[int] | tuple[int, ...],
+    parametrizations: tuple[str, ...] | None = None,
     steps: int = 4,
     lr: float | None = None,
+    axis: Axis = "width",
 ) -> pd.DataFrame:
-    """Mean |x| of each recorded module at steps 1..`steps` (t=1 is at init), per width and parametrisation.
+    """Mean |x| of each recorded module at steps 1..`steps` (t=1 is at init), per size and parametrisation.
 
-    Uses the first batch of `config`'s training stream and `config.optim` (lr overridable), with
-    `config.model.base_width` as μP's base; mup's helper seeds torch (seed 0) before the first model.
-    Columns: parametrization, width, module, t, l1.
+    Args:
+        config: the run whose first training batch, optimiser settings and model are used; its
+            `base_width` (and `base_depth`) anchor μP (and CompleteP).
+        sizes: the widths, or along depth the depths, to build.
+        parametrizations: default `COMPARED[axis]`: μP and SP along width, CompleteP and μP along depth.
+        steps: forward passes recorded; the first is at init.
+        lr: overrides `config.optim.learning_rate`.
+        axis: "width" or "depth".
+
+    Returns:
+        Columns parametrization, `axis` (the size), module, t, l1. Every model is drawn from seed 0.
     """
     if config.threads:
         torch.set_num_threads(config.threads)  # as `trainer.train.run` does
     tokenizer = build_tokenizer(config.data)
     x, y = build_stream(config, tokenizer).batch(0)
     optim = config.optim.model_copy(update={"learning_rate": lr or config.optim.learning_rate})
-    frames = []
-    for p in parametrizations:
-
-        def lazy(width: int, p: str = p):
+    rows = []
+    for p in parametrizations or COMPARED[axis]:
+        for size in sizes:
             # validated (not model_copy): a width that n_heads does not divide fails here, by name
-            cfg = ModelConfig.model_validate({**config.model.model_dump(), "width": width, "parametrization": p})
-            return lambda: _Logits(build_model(cfg, tokenizer.vocab_size, config.data.seq_len))
-
-        df = _get_coord_data(
-            {w: lazy(w) for w in widths},
-            [(x, y.reshape(-1))],
-            lambda m: build_optimizer(m.model, optim),
-            nsteps=steps,
-            flatten_output=True,
-            filter_module_by_name=_recorded,
-            cuda=False,
-            show_progress=False,
-            nseeds=1,
-            fix_data=True,
-        )
-        df["parametrization"] = p
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True)
-    out["module"] = out["module"].str.removeprefix("model.")
-    return out[["parametrization", "width", "module", "t", "l1"]]
+            cfg = ModelConfig.model_validate({**config.model.model_dump(), axis: size, "parametrization": p})
+            torch.manual_seed(0)
+            model = build_model(cfg, tokenizer.vocab_size, config.data.seq_len).train()
+            for module, l1s in _mean_abs_per_step(model, (x, y), optim, steps, axis).items():
+                rows += [
+                    {"parametrization": p, axis: size, "module": module, "t": t, "l1": v} for t, v in enumerate(l1s, 1)
+                ]
+    return pd.DataFrame(rows)
 
 
-def width_slopes(df: pd.DataFrame) -> pd.DataFrame:
-    """Least-squares slope of log2 mean|x| vs log2 width, per parametrisation, module and step.
+def _axis(df: pd.DataFrame) -> Axis:
+    return "depth" if "depth" in df.columns else "width"
 
-    All-zero activations (μP's zero-initialised readout at t=1) have no scale and are skipped.
+
+def slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """Least-squares slope of log2 mean|x| vs log2 size (width or depth), per parametrisation, module and step.
+
+    Args:
+        df: `coord_check`'s result.
+
+    Returns:
+        Columns parametrization, module, t, slope. All-zero activations (the zero-initialised readout
+        at t=1) have no scale and are skipped.
     """
+    axis = _axis(df)
     rows = []
     for (p, module, t), g in df.groupby(["parametrization", "module", "t"]):
         if (g.l1 <= 0).any():
             continue
-        slope = np.polyfit(np.log2(g.width.astype(float)), np.log2(g.l1), 1)[0]
+        slope = np.polyfit(np.log2(g[axis].astype(float)), np.log2(g.l1), 1)[0]
         rows.append({"parametrization": p, "module": module, "t": t, "slope": slope})
     return pd.DataFrame(rows)
 
 
+def width_slopes(df: pd.DataFrame) -> pd.DataFrame:
+    """`slopes` of a width check (the name benchmarks/gpu_check.py imports)."""
+    return slopes(df)
+
+
 def plot_coord_check(df: pd.DataFrame, path: str | Path) -> Path:
-    """mean |x| vs width (log-log), one panel per parametrisation and step, a line per module."""
+    """mean |x| vs width or depth (log-log), one panel per parametrisation and step, a line per module."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: write a file, never open a window
     import matplotlib.pyplot as plt
 
+    axis = _axis(df)
     params, steps = sorted(df.parametrization.unique()), sorted(df.t.unique())
     fig, axes = plt.subplots(
         len(params), len(steps), figsize=(3.2 * len(steps), 3 * len(params)), squeeze=False, sharey=True
@@ -115,12 +154,12 @@ def plot_coord_check(df: pd.DataFrame, path: str | Path) -> Path:
         for j, t in enumerate(steps):
             ax = axes[i][j]
             for module, g in df[(df.parametrization == p) & (df.t == t)].groupby("module", sort=False):
-                g = g.sort_values("width")
-                ax.plot(g.width, g.l1.where(g.l1 > 0), "o-", ms=3, label=module)
+                g = g.sort_values(axis)
+                ax.plot(g[axis], g.l1.where(g.l1 > 0), "o-", ms=3, label=module)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_title(f"{'μP' if p == 'mup' else 'SP'}, step {t}", fontsize=9)
-            ax.set_xlabel("width")
+            ax.set_title(f"{LABELS[p]}, step {t}", fontsize=9)
+            ax.set_xlabel(axis)
     for row in axes:
         row[0].set_ylabel("mean |x|")
     axes[0][-1].legend(fontsize=6)

@@ -1,13 +1,15 @@
 """Export a checkpoint as an ordinary Hugging Face GPT-2 (`AutoModelForCausalLM.from_pretrained` loads it).
 
 Our model is GPT-2-shaped on purpose (learned positions, pre-LN, tanh-GELU MLP, no linear biases,
-untied head), so only three things need care:
+untied head), so only four things need care:
 - layout: `nn.Linear` stores [out, in], GPT-2's `Conv1D` [in, out]: every matrix is transposed;
   GPT-2's linears have biases, which are written as zeros;
 - the readout: `MuReadout` computes W·(output_mult·x/width_mult), so the exported head is
   W·output_mult/width_mult;
 - attention: GPT-2 scales logits by 1/sqrt(d_head), ours by `attention_scale` (c/d_head under μP);
-  q·k is linear in q, so multiplying the query weights by scale·sqrt(d_head) gives the same logits.
+  q·k is linear in q, so multiplying the query weights by scale·sqrt(d_head) gives the same logits;
+- CompleteP's residual-branch multiplier 1/m_L (1 under μP and SP): each branch ends in a linear
+  projection, so it is folded into that projection's weights.
 The tokenizer becomes a `tokenizers` fast tokenizer with the same ids (bytes 0..255 + eos 256, or
 our BPE's own tokenizer.json) wrapped in `PreTrainedTokenizerFast`.
 """
@@ -69,7 +71,7 @@ def gpt2_config(model: Transformer, eos_id: int) -> GPT2Config:
 
 @torch.no_grad()
 def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """Our weights in GPT-2's names and layout, with μP's multipliers folded in (module doc)."""
+    """Our weights in GPT-2's names and layout, with the parametrisation's multipliers folded in (module doc)."""
     cfg = model.cfg
     d_head = cfg.width // cfg.n_heads
     q_fold = attention_scale(cfg) * math.sqrt(d_head)
@@ -88,9 +90,9 @@ def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
             "ln_1": block.ln1,
             "ln_2": block.ln2,
             "attn.c_attn": qkv,
-            "attn.c_proj": block.attn.proj.weight,
+            "attn.c_proj": block.attn.proj.weight * block.branch_mult,
             "mlp.c_fc": block.fc.weight,
-            "mlp.c_proj": block.fc_proj.weight,
+            "mlp.c_proj": block.fc_proj.weight * block.branch_mult,
         }
         for name, value in layer.items():
             prefix = f"transformer.h.{i}.{name}"

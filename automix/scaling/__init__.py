@@ -1,4 +1,4 @@
-"""μP at larger widths: carry a proxy trial's settings to wider models, and verify that they transfer."""
+"""Transfer to larger models (μP in width, CompleteP in depth): carry a proxy trial's settings, verify they hold."""
 
 from automix.scaling._transfer import TransferResult, transfer
 from automix.scaling._verify import VerifyResult, verify_transfer

@@ -1,10 +1,13 @@
-"""μP transfer: train a proxy trial's settings at wider models (`transfer`), and check that they hold.
+"""Transfer: train a proxy trial's settings at wider (and deeper) models (`transfer`), and check that they hold.
 
-The rule (docs/design.md "μP transfer", README "μP: what transfers"):
+The rule (docs/transfer.md, docs/design.md "μP transfer"):
 - `learning_rate` and `weight_decay` are stated at `base_width` and copied unchanged to every width.
   MuAdamW then gives each hidden matrix lr/m and wd·m (m = width/base_width), so its per-step decay
   lr·wd is the base width's; embeddings, norms and the readout keep lr (the readout's 1/m is in
   its forward). `effective_lr_wd` reads these numbers back from a real optimiser.
+- Depth (`parametrization: completep`): they are also stated at `base_depth` and copied unchanged
+  to every depth; the model scales each residual branch by base_depth/depth and the blocks' AdamW ε
+  (CompleteP, α = 1). Under μP or SP a new depth is only a new model: nothing promises the optimum stays.
 - The data budget keeps the proxy's repetition rate: same unique tokens U, epochs E and mix ratio r.
 - A larger token budget T' > T at the target keeps E and r, so U grows by k = T'/T. AdamW's
   timescale 1/(lr·wd) is about constant in epochs (Wang & Aitchison 2024); an epoch is k times
@@ -34,7 +37,7 @@ from automix.tracking._store import Tracker, flatten
 from automix.trial._objective import TrainerObjective
 from trainer.atomic import write_json
 from trainer.config import TrainConfig
-from trainer.model import build_model, build_optimizer
+from trainer.model import build_model, build_optimizer, depth_mult
 from trainer.train import run
 
 log = logging.getLogger(__name__)
@@ -55,9 +58,16 @@ class TransferResult:
 
 
 def effective_lr_wd(config: TrainConfig) -> dict[str, float]:
-    """The lr and weight decay MuAdamW actually gives a hidden matrix and the embedding at this width.
+    """The lr, weight decay and ε MuAdamW actually gives a hidden matrix and the embedding at this shape.
 
     Built on the meta device: no memory, however wide the model.
+
+    Args:
+        config: the run at its target shape.
+
+    Returns:
+        width_mult, depth_mult, branch_mult (the residual branches' multiplier), hidden_lr, hidden_wd,
+        hidden_lr_x_wd, hidden_eps, embedding_lr, embedding_wd.
     """
     with torch.device("meta"):
         model = build_model(config.model, _PROBE_VOCAB, config.data.seq_len, init=False)
@@ -69,9 +79,12 @@ def effective_lr_wd(config: TrainConfig) -> dict[str, float]:
     hidden, embedding = group(model.blocks[0].fc.weight), group(model.wte.weight)
     return {
         "width_mult": model.blocks[0].fc.weight.infshape.width_mult(),
+        "depth_mult": depth_mult(config.model),
+        "branch_mult": model.blocks[0].branch_mult,
         "hidden_lr": hidden["lr"],
         "hidden_wd": hidden["weight_decay"],
         "hidden_lr_x_wd": hidden["lr"] * hidden["weight_decay"],
+        "hidden_eps": hidden["eps"],
         "embedding_lr": embedding["lr"],
         "embedding_wd": embedding["weight_decay"],
     }
@@ -94,9 +107,23 @@ def with_values(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(format_validation_error(e)) from None
 
 
-def target_config(proxy: TrainConfig, width: int, train_tokens: int | None = None) -> TrainConfig:
-    """The proxy's trainer config at `width`; with `train_tokens`, the budget rule of the module doc."""
+def target_config(
+    proxy: TrainConfig, width: int, train_tokens: int | None = None, depth: int | None = None
+) -> TrainConfig:
+    """The proxy's trainer config at `width` (and `depth`), by the rules of the module doc.
+
+    Args:
+        proxy: the proxy trial's trainer config; lr and wd stay as stated (at its base shape).
+        width: the target width.
+        train_tokens: a larger T at the target: E and r kept, U and wd rescaled.
+        depth: the target depth (default: the proxy's).
+
+    Returns:
+        The validated target config; a ConfigError if a value does not fit (e.g. heads ∤ width).
+    """
     values: dict[str, Any] = {"model.width": width}
+    if depth is not None:
+        values["model.depth"] = depth
     if train_tokens is not None:
         budget = proxy.budget
         k = train_tokens / budget.total_tokens
@@ -154,12 +181,25 @@ def transfer(
     trial: int | None = None,
     train_tokens: int | None = None,
     verbose: bool = True,
+    depth: int | None = None,
 ) -> TransferResult:
     """Train the best (or given) trial of `config`'s study at each of `widths`; see the module doc.
 
     Each run is an MLflow run under the study's experiment (parent `transfer-trial-N`, tags
-    `kind=transfer`, `width`, `source_trial`) with its checkpoint in `WORK/transfer/trial-N/wW/`;
-    `WORK/transfer.json` records the rule, the configs' budgets and the final metrics.
+    `kind=transfer`, `width`, `depth`, `source_trial`) with its checkpoint in
+    `WORK/transfer/trial-N/wW/` (`wWdL/` with a `depth`); `WORK/transfer.json` records the rule,
+    the configs' budgets and the final metrics.
+
+    Args:
+        config: the study config.
+        widths: the target widths.
+        trial: the trial to carry (default: the best COMPLETE one).
+        train_tokens: a larger T at the target (module doc).
+        verbose: print each evaluation.
+        depth: the target depth (default: the proxy's); a warning unless the study is completep.
+
+    Returns:
+        What was trained, with its metrics and checkpoints.
     """
     if not widths:
         raise ConfigError("transfer: give at least one target width (--widths 256 512)")
@@ -169,21 +209,38 @@ def transfer(
     space = load_space(config.search.space, base)
     out = workspace.path("transfer") / f"trial-{source.number:04d}"
     proxy = TrainerObjective(base, space, out).config_for(source.params)
-    targets = [target_config(proxy, w, train_tokens) for w in widths]
+    targets = [target_config(proxy, w, train_tokens, depth) for w in widths]
+    if depth not in (None, proxy.model.depth) and proxy.model.parametrization != "completep":
+        log.warning(
+            "transfer to depth %d under parametrization %s: nothing keeps the best lr in place across depth "
+            "(parametrization completep does)",
+            depth,
+            proxy.model.parametrization,
+        )
 
     tracker = workspace.tracker()
     tags = {"kind": "transfer", "source_trial": str(source.number), "study": config.study}
     parent = tracker.start_parent(f"transfer-trial-{source.number}", dict(source.params), tags)
     result = TransferResult(config.study, source.number, source.value, dict(source.params))
     for cfg in targets:
-        cfg = cfg.model_copy(update={"out_dir": str(out / f"w{cfg.model.width}")})
-        result.runs.append(_train_one(tracker, cfg, tags, verbose))
+        cfg = cfg.model_copy(update={"out_dir": str(out / _shape_name(cfg, depth is not None))})
+        result.runs.append(_train_one(tracker, cfg, tags, verbose, depth is not None))
     quietly(tracker.end, parent, "FINISHED")
 
     result.path = workspace.path("transfer.json")
-    record = {**asdict(result), "path": str(result.path), "proxy_width": proxy.model.width}
+    record = {
+        **asdict(result),
+        "path": str(result.path),
+        "proxy_width": proxy.model.width,
+        "proxy_depth": proxy.model.depth,
+    }
     record["rule"] = {
-        "lr_wd": "stated at base_width, copied unchanged; MuAdamW: hidden lr/m, wd·m",
+        "lr_wd": "stated at base_width, copied unchanged; MuAdamW: hidden lr/m, wd·m"
+        + (
+            "; stated at base_depth too: residual branches × base_depth/depth, block ε/(m·m_L)"
+            if proxy.model.parametrization == "completep"
+            else ""
+        ),
         "budget": "U, E, r kept"
         if train_tokens is None
         else f"E, r kept; U×k, wd/k (k = T'/T = {train_tokens / proxy.budget.total_tokens:.4g})",
@@ -192,17 +249,24 @@ def transfer(
     return result
 
 
-def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose: bool) -> dict[str, Any]:
+def _shape_name(cfg: TrainConfig, with_depth: bool) -> str:
+    """`wW`, or `wWdL` when the transfer names a depth: the run's folder and MLflow name."""
+    return f"w{cfg.model.width}" + (f"d{cfg.model.depth}" if with_depth else "")
+
+
+def _train_one(
+    tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose: bool, with_depth: bool
+) -> dict[str, Any]:
     """One transfer run, tracked as a child run; tracking errors never stop training."""
-    width = cfg.model.width
-    run_tags = {**tags, "width": str(width)}
-    run_id = quietly(tracker.start_child, f"transfer-w{width}", flatten(cfg.model_dump()), run_tags)
+    width, shape = cfg.model.width, _shape_name(cfg, with_depth)
+    run_tags = {**tags, "width": str(width), "depth": str(cfg.model.depth)}
+    run_id = quietly(tracker.start_child, f"transfer-{shape}", flatten(cfg.model_dump()), run_tags)
 
     def report(metrics: dict) -> None:
         if run_id:
             quietly(tracker.log_metrics, run_id, metrics, int(metrics["tokens"]))
         if verbose:
-            print(f"w{width} tokens={metrics['tokens']} target_val_loss={metrics['target_val_loss']:.4f}")
+            print(f"{shape} tokens={metrics['tokens']} target_val_loss={metrics['target_val_loss']:.4f}")
 
     try:
         outcome = run(cfg, report=report)
@@ -215,6 +279,7 @@ def _train_one(tracker: Tracker, cfg: TrainConfig, tags: dict[str, str], verbose
     budget = cfg.budget
     return {
         "width": width,
+        "depth": cfg.model.depth,
         "unique_tokens": budget.unique_tokens,
         "epochs": budget.effective_epochs,
         "mix_ratio": budget.mix_ratio,

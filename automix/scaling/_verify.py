@@ -1,15 +1,20 @@
-"""Verify μP transfer by measurement: LR × width and WD × width sweeps, μP against SP.
+"""Verify transfer by measurement: LR × size and WD × size sweeps along width or along depth.
 
-Each grid point is one ordinary training run (the study config's data and budget, only lr, wd,
-width and parametrisation changed) in its own process; every run is an MLflow run in the study's
-experiment tagged `kind=verify`. The criterion: under μP the best lr stays within one
-2× grid step across the widths; under SP it drifts.
+Along width μP is measured against SP; along depth (at a fixed width) CompleteP against μP. Each grid
+point is one ordinary training run (the study config's data and budget, only lr, wd, the size and
+the parametrisation changed) in its own process; every run is an MLflow run in the study's
+experiment tagged `kind=verify`, and its final loss is cached under its config's fingerprint in
+`WORK/verify_transfer/runs/`, so a second call trains only what is missing. The criterion: under
+the transferring parametrisation the best lr stays within one 2× grid step across the sizes; under
+the other it drifts.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +27,10 @@ from automix.scaling._transfer import quietly, with_values
 from automix.study._workspace import Workspace
 from automix.tracking._store import Tracker, flatten
 from trainer.atomic import write_json
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, fingerprint
+from trainer.coord_check import COMPARED, Axis
 from trainer.data import prepare
+from trainer.model import LABELS
 from trainer.train import TrainingDiverged, run
 
 LR_GRID = tuple(1e-3 * 2**k for k in range(7))  # 2× steps: the resolution the criterion is stated in
@@ -32,17 +39,22 @@ WD_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 @dataclass
 class VerifyResult:
-    """Every run's loss, the best value per width, and how far the best value drifts."""
+    """Every run's loss, the best value per size, and how far the best value drifts."""
 
-    losses: pd.DataFrame  # sweep, parametrization, width, value (lr or wd), loss
-    best: pd.DataFrame  # sweep, parametrization, width, value, loss: the argmin per width
+    losses: pd.DataFrame  # sweep, parametrization, width, depth, value (lr or wd), loss
+    best: pd.DataFrame  # sweep, parametrization, the axis' size, value, loss: the argmin per size
     drift: dict[str, int]  # "lr/mup" → grid steps between the smallest and largest best value
     plot: Path
     path: Path
+    axis: Axis = "width"
 
-    def transfers(self, sweep: str = "lr", parametrization: str = "mup") -> bool:
-        """The criterion: the best value stays within one grid step across all widths."""
-        return self.drift[f"{sweep}/{parametrization}"] <= 1
+    def transfers(self, sweep: str = "lr", parametrization: str | None = None) -> bool:
+        """The criterion: the best value stays within one grid step across all sizes.
+
+        `parametrization` defaults to the one that should transfer along the axis (μP in width,
+        CompleteP in depth).
+        """
+        return self.drift[f"{sweep}/{parametrization or COMPARED[self.axis][0]}"] <= 1
 
 
 def verify_transfer(
@@ -51,38 +63,61 @@ def verify_transfer(
     lrs: list[float] | tuple[float, ...] = LR_GRID,
     wds: list[float] | tuple[float, ...] = WD_GRID,
     verbose: bool = True,
+    depths: list[int] | tuple[int, ...] | None = None,
 ) -> VerifyResult:
-    """LR × width sweep (μP and SP), then WD × width (μP, at the best base-width lr).
+    """LR × size sweep (both parametrisations), then WD × size (the transferring one, at its best base-size lr).
 
-    base_width is the smallest width, where μP and SP share every multiplier (they differ only in
-    μP's zero-initialised readout and queries). Runs
-    `config.search.concurrency` trainings at once, one thread each. Writes `verify_transfer.json`
-    (every loss) and `verify_transfer.png` (loss vs lr and wd per width) to `WORK/verify_transfer/`.
-    Workers are spawned, so a script calling this needs the `if __name__ == "__main__":` guard.
+    Along width (the default) μP against SP, with base_width the smallest width, where μP and SP
+    share every multiplier (they differ only in μP's zero-initialised readout and queries). With
+    `depths`, along depth at the config's width instead: CompleteP against μP, with base_depth the
+    smallest depth, where the two are the same model (`widths` is then not used). Runs
+    `config.search.concurrency` trainings at once, one thread each. Workers are spawned, so a
+    script calling this needs the `if __name__ == "__main__":` guard.
+
+    Args:
+        config: the study config whose data, budget and model the runs share.
+        widths: the widths of a width check.
+        lrs: the learning-rate grid (2× steps: the criterion's resolution).
+        wds: the weight-decay grid; empty skips the WD sweep.
+        verbose: print each run's loss as it finishes.
+        depths: the depths of a depth check, instead of a width check.
+
+    Returns:
+        The losses, the best value per size and its drift. Also writes them (JSON) and a plot of
+        loss vs lr and wd per size to `WORK/verify_transfer/`: `verify_transfer.*` along width,
+        `verify_transfer_depth_wW.*` along depth at width W.
     """
-    if len(widths) < 2 or len(lrs) < 2 or len(wds) < 2:
-        raise ConfigError("verify-transfer needs at least two widths, learning rates and weight decays")
-    base_width = min(widths)
-    base = with_values(config.base_train_config(), {"model.base_width": base_width, "threads": 1})
+    axis: Axis = "depth" if depths else "width"
+    sizes = list(depths or widths)
+    if len(sizes) < 2 or len(lrs) < 2 or len(wds) == 1:
+        raise ConfigError(
+            "verify-transfer needs two sizes and two learning rates or more, and two weight decays or none"
+        )
+    transferring, contrast = COMPARED[axis]
+    base_size = min(sizes)
+    base = with_values(config.base_train_config(), {f"model.base_{axis}": base_size, "threads": 1})
     prepare(base)  # tokenize and cache once, and fail on bad data before any run starts
     workspace = Workspace.from_config(config)
     work = workspace.path("verify_transfer")
+    stem = "verify_transfer" if axis == "width" else f"verify_transfer_depth_w{base.model.width}"
     tracker = workspace.tracker()
-    parent = tracker.start_parent("verify-transfer", {"widths": list(widths)}, {"kind": "verify"})
-    runner = _Runner(base, tracker, config.search.concurrency, verbose)
+    parent = tracker.start_parent(stem.replace("_", "-"), {f"{axis}s": sizes}, {"kind": "verify"})
+    runner = _Runner(base, axis, tracker, config.search.concurrency, work / "runs", verbose)
 
-    lr_df = runner.sweep("lr", {"learning_rate": lrs, "model.parametrization": ["mup", "sp"]}, widths)
-    at_base = lr_df[(lr_df.parametrization == "mup") & (lr_df.width == base_width)]
-    best_lr = float(at_base.loc[at_base.loss.idxmin(), "value"])
-    fixed = {"learning_rate": best_lr, "model.parametrization": "mup"}
-    wd_df = runner.sweep("wd", {"weight_decay": wds}, widths, fixed)
-    losses = pd.concat([lr_df, wd_df], ignore_index=True)
-    best, drift = summarize(losses, {"lr": lrs, "wd": wds})
-    result = VerifyResult(losses, best, drift, work / "verify_transfer.png", work / "verify_transfer.json")
-    plot_sweeps(losses, result.plot)
+    frames = [runner.sweep("lr", {"learning_rate": lrs, "model.parametrization": [transferring, contrast]}, sizes)]
+    best_lr = None
+    if wds:
+        at_base = frames[0][(frames[0].parametrization == transferring) & (frames[0][axis] == base_size)]
+        best_lr = float(at_base.loc[at_base.loss.idxmin(), "value"])
+        fixed = {"learning_rate": best_lr, "model.parametrization": transferring}
+        frames.append(runner.sweep("wd", {"weight_decay": wds}, sizes, fixed))
+    losses = pd.concat(frames, ignore_index=True)
+    best, drift = summarize(losses, {"lr": lrs, "wd": wds}, axis)
+    result = VerifyResult(losses, best, drift, work / f"{stem}.png", work / f"{stem}.json", axis)
+    plot_sweeps(losses, result.plot, axis)
     record = {
-        "widths": list(widths),
-        "base_width": base_width,
+        f"{axis}s": sizes,
+        f"base_{axis}": base_size,
         "wd_sweep_lr": best_lr,
         "drift_grid_steps": drift,
         "best": best.to_dict("records"),
@@ -95,13 +130,21 @@ def verify_transfer(
     return result
 
 
-def summarize(losses: pd.DataFrame, grids: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The best grid value per sweep, parametrisation and width, and its drift in grid steps.
+def summarize(losses: pd.DataFrame, grids: dict[str, Any], axis: Axis = "width") -> tuple[pd.DataFrame, dict[str, int]]:
+    """The best grid value per sweep, parametrisation and size, and its drift in grid steps.
 
     Drift is the distance, in grid positions, between the smallest and the largest best value across
-    widths: 0 or 1 passes the criterion, 2 or more means the optimum moved by more than one step.
+    sizes: 0 or 1 passes the criterion, 2 or more means the optimum moved by more than one step.
+
+    Args:
+        losses: one row per run: sweep, parametrization, `axis`, value, loss.
+        grids: each sweep's grid ("lr", "wd").
+        axis: the size column, "width" or "depth".
+
+    Returns:
+        The argmin rows per sweep, parametrisation and size, and the drift per "sweep/parametrization".
     """
-    best = losses.loc[losses.groupby(["sweep", "parametrization", "width"]).loss.idxmin()].reset_index(drop=True)
+    best = losses.loc[losses.groupby(["sweep", "parametrization", axis]).loss.idxmin()].reset_index(drop=True)
     drift = {
         f"{sweep}/{p}": max(idx) - min(idx)
         for (sweep, p), rows in best.groupby(["sweep", "parametrization"])
@@ -118,61 +161,89 @@ def _final_loss(config: dict[str, Any]) -> float:
         return float("inf")
 
 
-class _Runner:
-    """Runs grids of configs in worker processes and tracks each point as an MLflow run."""
+def final_losses(
+    configs: list[TrainConfig],
+    cache: Path,
+    workers: int,
+    on_trained: Callable[[TrainConfig, float], None] | None = None,
+) -> list[float]:
+    """Final target_val_loss of each config (inf where it diverged), trained `workers` at a time or read from `cache`.
 
-    def __init__(self, base: TrainConfig, tracker: Tracker, workers: int, verbose: bool):
-        self.base, self.tracker, self.workers, self.verbose = base, tracker, workers, verbose
+    Args:
+        configs: the runs; each trains in a spawned process (a forked child of a process that has
+            run torch can hang in OpenMP).
+        cache: one JSON per run, named by its config's fingerprint: a second call trains only what
+            is missing.
+        workers: runs at once.
+        on_trained: called with each newly trained config and its loss, as each one finishes.
 
-    def sweep(self, name: str, grid: dict[str, Any], widths, fixed: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Every point of `grid` × widths: returns sweep, parametrization, width, value, loss."""
-        axis = next(iter(grid))  # the swept optimiser setting: learning_rate or weight_decay
-        grid = {**grid, "model.width": list(widths)}
-        points = [{**(fixed or {}), **dict(zip(grid, v, strict=True))} for v in itertools.product(*grid.values())]
-        points.sort(key=lambda p: -p["model.width"])  # longest runs first: the pool ends together
-        configs = [with_values(self.base, p) for p in points]
-        rows = []
-        # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-            futures = {pool.submit(_final_loss, c.model_dump()): (p, c) for p, c in zip(points, configs, strict=True)}
+    Returns:
+        The losses, in the order of `configs`.
+    """
+    paths = [cache / f"{fingerprint(c)}.json" for c in configs]
+    todo = {path: config for path, config in zip(paths, configs, strict=True) if not path.exists()}
+    if todo:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_final_loss, c.model_dump()): (path, c) for path, c in todo.items()}
             for future in as_completed(futures):
-                point, config = futures[future]
+                path, config = futures[future]
                 loss = future.result()
-                rows.append(
-                    {
-                        "sweep": name,
-                        "parametrization": config.model.parametrization,
-                        "width": config.model.width,
-                        "value": point[axis],
-                        "loss": loss,
-                    }
-                )
-                self._track(name, config, loss)
-                if self.verbose:
-                    print(
-                        f"{name} {config.model.parametrization} width={config.model.width} "
-                        f"{axis}={point[axis]:.4g} target_val_loss={loss:.4f}"
-                    )
-        return pd.DataFrame(rows)
+                write_json(path, {"config": config.model_dump(), "target_val_loss": loss})
+                if on_trained:
+                    on_trained(config, loss)
+    return [json.loads(path.read_text())["target_val_loss"] for path in paths]
 
-    def _track(self, sweep: str, config: TrainConfig, loss: float) -> None:
+
+class _Runner:
+    """Runs grids of configs along one size axis and tracks each newly trained point as an MLflow run."""
+
+    def __init__(self, base: TrainConfig, axis: Axis, tracker: Tracker, workers: int, cache: Path, verbose: bool):
+        self.base, self.axis, self.tracker, self.workers = base, axis, tracker, workers
+        self.cache, self.verbose = cache, verbose
+
+    def sweep(self, name: str, grid: dict[str, Any], sizes, fixed: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Every point of `grid` × sizes: returns sweep, parametrization, width, depth, value, loss."""
+        setting = next(iter(grid))  # the swept optimiser setting: learning_rate or weight_decay
+        grid = {**grid, f"model.{self.axis}": list(sizes)}
+        points = [{**(fixed or {}), **dict(zip(grid, v, strict=True))} for v in itertools.product(*grid.values())]
+        points.sort(key=lambda p: -p[f"model.{self.axis}"])  # longest runs first: the pool ends together
+        configs = [with_values(self.base, p) for p in points]
+        losses = final_losses(configs, self.cache, self.workers, lambda c, loss: self._trained(name, c, loss))
+        return pd.DataFrame(
+            {
+                "sweep": name,
+                "parametrization": c.model.parametrization,
+                "width": c.model.width,
+                "depth": c.model.depth,
+                "value": p[setting],
+                "loss": loss,
+            }
+            for p, c, loss in zip(points, configs, losses, strict=True)
+        )
+
+    def _trained(self, sweep: str, config: TrainConfig, loss: float) -> None:
+        model, optim = config.model, config.optim
         tags = {
             "kind": "verify",
             "sweep": sweep,
-            "width": str(config.model.width),
-            "parametrization": config.model.parametrization,
+            "width": str(model.width),
+            "depth": str(model.depth),
+            "parametrization": model.parametrization,
         }
-        run_id = quietly(
-            self.tracker.start_child, f"verify-{sweep}-w{config.model.width}", flatten(config.model_dump()), tags
-        )
+        name = f"verify-{sweep}-w{model.width}" + (f"d{model.depth}" if self.axis == "depth" else "")
+        run_id = quietly(self.tracker.start_child, name, flatten(config.model_dump()), tags)
         if run_id:
             quietly(self.tracker.log_metrics, run_id, {"target_val_loss": loss}, config.budget.total_tokens)
             quietly(self.tracker.end, run_id, "FINISHED" if loss < float("inf") else "FAILED")
+        if self.verbose:
+            print(
+                f"{sweep} {model.parametrization} width={model.width} depth={model.depth} "
+                f"lr={optim.learning_rate:.4g} wd={optim.weight_decay:.4g} target_val_loss={loss:.4f}"
+            )
 
 
-def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:
-    """Final target loss vs lr (μP, SP) and vs wd (μP), one line per width: the classic μP figure."""
+def plot_sweeps(losses: pd.DataFrame, path: Path, axis: Axis = "width") -> Path:
+    """Final target loss vs lr (both parametrisations) and vs wd, one line per size: the classic μP figure."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: write a file, never open a window
@@ -182,14 +253,14 @@ def plot_sweeps(losses: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, ((sweep, p), rows) in zip(axes[0], panels, strict=True):
         finite = rows.loss.where(rows.loss < float("inf"))
-        for width, line in rows.assign(loss=finite).groupby("width"):
+        for size, line in rows.assign(loss=finite).groupby(axis):
             line = line.sort_values("value")
-            ax.plot(line.value, line.loss, "o-", label=f"width {width}")
+            ax.plot(line.value, line.loss, "o-", label=f"{axis} {size}")
         # zoom on the minima: diverged and far-off points would flatten the curves that matter
         ax.set_ylim(finite.min() - 0.02, min(finite.max(), finite.min() + 0.6) + 0.02)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("learning rate" if sweep == "lr" else "weight decay")
-        ax.set_title(f"{'μP' if p == 'mup' else 'SP'}: loss vs {sweep}")
+        ax.set_title(f"{LABELS[p]}: loss vs {sweep}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("final target_val_loss")
     axes[0][0].legend(fontsize=8)

@@ -1,0 +1,211 @@
+"""Transfer across depth (issue 25): LR × depth under μP and CompleteP, and a joint width × depth transfer.
+
+    flock /tmp/automix-cpu.lock .venv/bin/python benchmarks/depth_transfer.py [--tiny] [--estimate]
+
+1. LR × depth {2, 4, 8, 16} at width 64 and at width 128 (base shape w64 d2), CompleteP against μP:
+   `automix verify-transfer --depths` at each width. Goal: CompleteP's best lr within one 2× grid
+   step across the depths; μP's drift shown beside it.
+2. Joint transfer w64 d2 → w256 d8 under CompleteP: the full lr × wd grid at the proxy and at the
+   target. Goal: the proxy's best (lr, wd) within one grid step of the target's own best, and the
+   target's loss there within 0.01 nats of that best.
+
+Each run as in benchmarks/transfer.py: shared corpora, byte-level, Arabic target, U = 32,768 tokens ×
+E = 10 (T = 327,680 tokens, 160 steps of 16 × 128), warmup 32k tokens, one evaluation at the end,
+seed 0, 2 runs at a time with one thread each. Resumable: each finished run is cached under its
+config's fingerprint in runs/depth_bench/verify_transfer/runs/, so a second call (after a crash, or
+with a longer grid) trains only what is missing, and the tables come back from the cache.
+`--tiny` runs a few steps at tiny sizes into runs/depth_bench_tiny (does the script work);
+`--estimate` times a few steps of every shape and prints the CPU time the full benchmark needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from _common import machine, print_table, study_config
+
+from automix.config._study import StudyConfig
+from automix.scaling._transfer import with_values
+from automix.scaling._verify import LR_GRID, WD_GRID, final_losses, verify_transfer
+from automix.study import Workspace
+from trainer.config import TrainConfig
+from trainer.data import prepare
+from trainer.model import LABELS, build_model, build_optimizer
+
+LOSS_GAP = 0.01  # nats: the joint transfer's goal at the transferred point
+PS = ("completep", "mup")  # the parametrisation that should transfer in depth, then μP beside it
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The grids and shapes one benchmark run covers; the proxy shape is the base shape."""
+
+    name: str
+    depths: tuple[int, ...]
+    depth_widths: tuple[int, ...]  # the widths the LR × depth sweep runs at
+    lrs: tuple[float, ...]
+    wds: tuple[float, ...]
+    proxy: tuple[int, int]  # (width, depth)
+    target: tuple[int, int]
+    overrides: tuple[str, ...]
+
+    def config(self, width: int | None = None) -> StudyConfig:
+        """The study config (resumable: its work dir is kept), at `width` if given."""
+        base = [f"model.base_width={self.proxy[0]}", f"model.base_depth={self.proxy[1]}", *self.overrides]
+        return study_config(self.name, [*base, *([f"model.width={width}"] if width else [])], fresh=False)
+
+
+RUN = (
+    "data.valid_tokens=16384",
+    "budget.unique_tokens=32768",
+    "budget.epochs=10",
+    "budget.mix_ratio=0.0",
+    "optim.weight_decay=0.1",
+    "optim.warmup_tokens=32768",
+    "eval_every_tokens=1000000000",  # one evaluation, at the end
+    "search.concurrency=2",
+    "search.cpus_per_trial=1",
+)
+FULL = Plan("depth_bench", (2, 4, 8, 16), (64, 128), LR_GRID, WD_GRID, (64, 2), (256, 8), RUN)
+TINY = Plan(
+    "depth_bench_tiny",
+    (1, 2),
+    (16, 32),
+    (4e-3, 8e-3),
+    (0.1, 0.3),
+    (16, 1),
+    (32, 2),
+    (*RUN, "budget.unique_tokens=1024", "budget.epochs=2", "optim.batch_size=4", "data.valid_tokens=1024"),
+)
+
+
+def depth_sweeps(plan: Plan) -> None:
+    """LR × depth at each width of the plan, CompleteP and μP: best lr per depth, drift, all losses."""
+    for width in plan.depth_widths:
+        result = verify_transfer(plan.config(width), lrs=plan.lrs, wds=(), verbose=False, depths=plan.depths)
+        best = result.best.pivot(index="depth", columns="parametrization", values=["value", "loss"])
+        rows = [
+            [depth, *(f"{best.loc[depth, ('value', p)]:.3g} ({best.loc[depth, ('loss', p)]:.4f})" for p in PS)]
+            for depth in plan.depths
+        ]
+        drift = [f"**{result.drift[f'lr/{p}']} step(s)**" for p in PS]
+        print_table(
+            f"Width {width}: best lr per depth (its final target_val_loss)",
+            ["depth", *(LABELS[p] for p in PS)],
+            [*rows, ["drift", *drift]],
+        )
+        for p in PS:
+            table = result.losses[result.losses.parametrization == p].pivot(
+                index="value", columns="depth", values="loss"
+            )
+            print_table(
+                f"Width {width}, {LABELS[p]}: loss vs lr (rows) and depth (columns)",
+                ["lr", *(f"d{d}" for d in table.columns)],
+                [[f"{lr:.3g}", *(f"{v:.4f}" for v in row)] for lr, row in table.iterrows()],
+            )
+        print(f"\nplot: {result.plot}")
+
+
+def joint_transfer(plan: Plan) -> None:
+    """The lr × wd grid under CompleteP at the proxy and at the target shape; where the optima sit."""
+    config = plan.config()
+    base = with_values(config.base_train_config(), {"threads": 1, "model.parametrization": "completep"})
+    prepare(base)
+    grid = list(itertools.product(plan.lrs, plan.wds))
+    losses = {}
+    for width, depth in (plan.proxy, plan.target):
+        configs = [_at(base, width, depth, lr, wd) for lr, wd in grid]
+        cache = Workspace.from_config(config).path("verify_transfer") / "runs"
+        losses[width, depth] = dict(zip(grid, final_losses(configs, cache, config.search.concurrency), strict=True))
+    for shape, table in losses.items():
+        print_table(
+            f"CompleteP w{shape[0]} d{shape[1]}: loss vs lr (rows) and wd (columns)",
+            ["lr", *(f"wd {wd:g}" for wd in plan.wds)],
+            [[f"{lr:.3g}", *(f"{table[lr, wd]:.4f}" for wd in plan.wds)] for lr in plan.lrs],
+        )
+    proxy_best = min(losses[plan.proxy], key=losses[plan.proxy].get)
+    target = losses[plan.target]
+    target_best = min(target, key=target.get)
+    lr_steps = abs(plan.lrs.index(proxy_best[0]) - plan.lrs.index(target_best[0]))
+    wd_steps = abs(plan.wds.index(proxy_best[1]) - plan.wds.index(target_best[1]))
+    gap = target[proxy_best] - target[target_best]
+    met = lr_steps <= 1 and wd_steps <= 1 and gap <= LOSS_GAP
+    print_table(
+        f"Joint transfer w{plan.proxy[0]} d{plan.proxy[1]} → w{plan.target[0]} d{plan.target[1]} (CompleteP)",
+        ["", "lr", "wd", "target loss"],
+        [
+            ["proxy's best (transferred)", f"{proxy_best[0]:.3g}", f"{proxy_best[1]:.3g}", f"{target[proxy_best]:.4f}"],
+            ["target's own best", f"{target_best[0]:.3g}", f"{target_best[1]:.3g}", f"{target[target_best]:.4f}"],
+            ["apart", f"{lr_steps} step(s)", f"{wd_steps} step(s)", f"{gap:+.4f}"],
+        ],
+    )
+    print(f"\ngoal (≤ 1 step each, ≤ {LOSS_GAP} nats): {'met' if met else 'not met'}")
+
+
+def _at(base: TrainConfig, width: int, depth: int, lr: float, wd: float) -> TrainConfig:
+    values = {"model.width": width, "model.depth": depth, "learning_rate": lr, "weight_decay": wd}
+    return with_values(base, values)
+
+
+def estimate(plan: Plan, steps: int = 4) -> None:
+    """CPU time of the full benchmark from `steps` timed training steps of each shape (one thread)."""
+    config = plan.config().base_train_config()
+    batch, seq = config.optim.batch_size, config.data.seq_len
+    run_steps = math.ceil(config.budget.total_tokens / (batch * seq))
+    runs: dict[tuple[int, int], int] = {}
+    for width, depth in itertools.product(plan.depth_widths, plan.depths):
+        runs[width, depth] = runs.get((width, depth), 0) + len(plan.lrs) * len(PS)
+    for shape in (plan.proxy, plan.target):
+        # the proxy's wd = 0.1 column is the depth sweep's own CompleteP runs (cached)
+        shared = len(plan.lrs) if shape in runs and 0.1 in plan.wds else 0
+        runs[shape] = runs.get(shape, 0) + len(plan.lrs) * len(plan.wds) - shared
+    torch.set_num_threads(1)
+    rows, total = [], 0.0
+    for (width, depth), n in sorted(runs.items()):
+        seconds = _step_seconds(config, width, depth, steps) * run_steps
+        total += n * seconds
+        rows.append([f"w{width} d{depth}", n, f"{seconds:.0f} s", f"{n * seconds / 3600:.2f} h"])
+    print_table(f"Estimate: {run_steps} steps a run, one thread", ["shape", "runs", "per run", "CPU"], rows)
+    workers = plan.config().search.concurrency
+    print(f"\ntotal {total / 3600:.1f} CPU-hours; {total / 3600 / workers:.1f} h wall with {workers} runs at a time")
+
+
+def _step_seconds(config: TrainConfig, width: int, depth: int, steps: int) -> float:
+    """Seconds per training step (forward, backward, AdamW) of one shape, after one untimed step."""
+    model_cfg = config.model.model_copy(update={"width": width, "depth": depth, "parametrization": "completep"})
+    model = build_model(model_cfg, 257, config.data.seq_len)
+    opt = build_optimizer(model, config.optim)
+    x = torch.randint(0, 257, (config.optim.batch_size, config.data.seq_len + 1))
+    for i in range(steps + 1):
+        if i == 1:
+            start = time.perf_counter()
+        _, loss = model(x[:, :-1], x[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a few steps at tiny sizes: does the script work")
+    parser.add_argument("--estimate", action="store_true", help="time a few steps per shape; train nothing")
+    args = parser.parse_args()
+    plan = TINY if args.tiny else FULL
+    print(machine())
+    if args.estimate:
+        estimate(plan)
+        return
+    start = time.time()
+    depth_sweeps(plan)
+    joint_transfer(plan)
+    print(f"\n{time.time() - start:.0f} s wall")
+
+
+if __name__ == "__main__":
+    main()
