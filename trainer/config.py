@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from trainer.budget import epochs_in, train_tokens
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -126,13 +128,13 @@ class BudgetConfig(_Strict):
         """T: all training tokens, target and auxiliary."""
         if self.mode == "fixed_tokens":
             return int(self.train_tokens)
-        return int(round(self.epochs * self.unique_tokens / (1.0 - self.mix_ratio)))
+        return train_tokens(self.unique_tokens, self.epochs, self.mix_ratio)
 
     @property
     def effective_epochs(self) -> float:
         """E, derived from T in fixed_tokens mode."""
         if self.mode == "fixed_tokens":
-            return (1.0 - self.mix_ratio) * self.total_tokens / self.unique_tokens
+            return epochs_in(self.total_tokens, self.unique_tokens, self.mix_ratio)
         return self.epochs
 
 

@@ -4,8 +4,7 @@ With U = budget.unique_tokens, L = data.seq_len, E = epochs and r = mix_ratio:
 
 - The target pool is the first U+1 tokens of the target corpus in the document order seeded by
   `data.data_seed`; it is cut into n_chunks = U // L chunks, chunk i = pool[i*L : i*L + L + 1].
-- n_target = round(E * n_chunks) target sequences; n_total = round(n_target / (1 - r)), or T // L with
-  n_target = round((1 - r) * n_total) in `fixed_tokens` mode; n_aux = n_total - n_target.
+- n_target target and n_aux auxiliary sequences, as `trainer/budget.py` `TokenPlan` counts them.
 - Exactly n_aux of the n_total positions, picked by a permutation seeded by `seed`, are auxiliary.
 - Target sequences walk the chunks in a fresh order each epoch (seeded by `seed` and the epoch); the
   last epoch may be partial. Auxiliary sequences are consecutive L+1 windows of the auxiliary corpus
@@ -23,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from trainer.budget import TokenPlan
 from trainer.config import DataConfig, TrainConfig
 from trainer.corpus import CorpusError, TokenArray, load_tokens
 from trainer.tokenizer import Tokenizer, build_tokenizer
@@ -67,18 +67,14 @@ class TrainStream:
                 f"target corpus {target.source} has {target.n_tokens:,} tokens, fewer than "
                 f"budget.unique_tokens + 1 = {U + 1:,}: lower unique_tokens or add target text"
             )
-        self.n_chunks = U // L
-        if self.n_chunks == 0:
+        if U // L == 0:
             raise CorpusError(f"budget.unique_tokens {U} is smaller than data.seq_len {L}: raise it")
-        if budget.mode == "fixed_tokens":
-            n_total = budget.total_tokens // L
-            self.n_target = round((1 - r) * n_total)
-        else:
-            self.n_target = round(budget.epochs * self.n_chunks)
-            n_total = round(self.n_target / (1 - r))
+        fixed = budget.mode == "fixed_tokens"
+        self.plan = TokenPlan.of(U, L, r, epochs=budget.epochs, tokens=budget.total_tokens if fixed else None)
+        self.n_chunks, self.n_target, self.n_aux = self.plan.n_chunks, self.plan.n_target, self.plan.n_aux
+        n_total = self.plan.n_sequences
         if n_total == 0:
             raise CorpusError(f"the budget gives no sequence of {L} tokens (T = {budget.total_tokens}): raise it")
-        self.n_aux = n_total - self.n_target
         needed = self.n_aux * L + 1
         if self.n_aux and auxiliary.n_tokens < needed:
             raise CorpusError(
@@ -103,12 +99,12 @@ class TrainStream:
     @property
     def n_tokens(self) -> int:
         """T as trained: input tokens over all sequences."""
-        return self.n_sequences * self.seq_len
+        return self.plan.tokens
 
     @property
     def epochs(self) -> float:
         """E as trained: target sequences per chunk."""
-        return self.n_target / self.n_chunks
+        return self.plan.epochs
 
     @property
     def source_index(self) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from trainer.budget import epochs_in
 from trainer.checkpoint import load_result, load_state, save_checkpoint, save_result, save_state
 from trainer.config import TrainConfig
 from trainer.data import Datasets, load_datasets
@@ -301,7 +302,7 @@ def _evaluation_metrics(config: TrainConfig, setup: _Setup, state: LoopState, st
         "trained_tokens": state.tokens - state.start_tokens,  # what this process trained: its cost
         "step": state.step,
         "progress": state.step / setup.n_steps,  # 1.0: trained to the end, even if a scheduler stops it here
-        "epoch": state.tokens * (1.0 - config.budget.mix_ratio) / config.budget.unique_tokens,
+        "epoch": epochs_in(state.tokens, config.budget.unique_tokens, config.budget.mix_ratio),
         "lr": config.optim.learning_rate * setup.lr_factor(step),
         # Past the stable phase the loss falls with the lr, not with progress: schedulers must not
         # rank this report against other trials' stable-phase ones (automix/engine/_schedulers.py).
