@@ -142,8 +142,8 @@ def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, 
     a, b = _matrix(first, metric), _matrix(other, metric)
     out: dict[str, Any] = {"first": first["lever"], "other": other["lever"], "metric": metric, "level": level}
     out["mean"] = _float(np.nanmean(a) - np.nanmean(b)) if np.isfinite(a).any() and np.isfinite(b).any() else None
-    per_seed = np.nanmean(a, axis=0) - np.nanmean(b, axis=0)
-    out["seed"] = paired_interval(per_seed[np.isfinite(per_seed)], level)
+    both = np.isfinite(a).any(axis=0) & np.isfinite(b).any(axis=0)  # seeds with a run on each side
+    out["seed"] = paired_interval(np.nanmean(a[:, both], axis=0) - np.nanmean(b[:, both], axis=0), level)
     out["search"] = welch_interval(_row_means(a), _row_means(b), level)
     decisive = out["search"] if out["search"]["low"] is not None else out["seed"]
     out["searches_counted"] = decisive is out["search"]
