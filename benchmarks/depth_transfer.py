@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 from _common import machine, print_table, study_config
+from _sweeps import step_seconds
 
 from automix.config._study import StudyConfig
 from automix.scaling._transfer import with_values
@@ -35,7 +36,7 @@ from automix.scaling._verify import LR_GRID, WD_GRID, final_losses, verify_trans
 from automix.study import Workspace
 from trainer.config import TrainConfig
 from trainer.data import prepare
-from trainer.model import LABELS, build_model, build_optimizer
+from trainer.model import LABELS
 
 LOSS_GAP = 0.01  # nats: the joint transfer's goal at the transferred point
 PS = ("completep", "mup")  # the parametrisation that should transfer in depth, then μP beside it
@@ -167,28 +168,13 @@ def estimate(plan: Plan, steps: int = 4) -> None:
     torch.set_num_threads(1)
     rows, total = [], 0.0
     for (width, depth), n in sorted(runs.items()):
-        seconds = _step_seconds(config, width, depth, steps) * run_steps
+        shape = {"model.width": width, "model.depth": depth, "model.parametrization": "completep"}
+        seconds = step_seconds(with_values(config, shape), steps) * run_steps
         total += n * seconds
         rows.append([f"w{width} d{depth}", n, f"{seconds:.0f} s", f"{n * seconds / 3600:.2f} h"])
     print_table(f"Estimate: {run_steps} steps a run, one thread", ["shape", "runs", "per run", "CPU"], rows)
     workers = plan.config().search.concurrency
     print(f"\ntotal {total / 3600:.1f} CPU-hours; {total / 3600 / workers:.1f} h wall with {workers} runs at a time")
-
-
-def _step_seconds(config: TrainConfig, width: int, depth: int, steps: int) -> float:
-    """Seconds per training step (forward, backward, AdamW) of one shape, after one untimed step."""
-    model_cfg = config.model.model_copy(update={"width": width, "depth": depth, "parametrization": "completep"})
-    model = build_model(model_cfg, 257, config.data.seq_len)
-    opt = build_optimizer(model, config.optim)
-    x = torch.randint(0, 257, (config.optim.batch_size, config.data.seq_len + 1))
-    for i in range(steps + 1):
-        if i == 1:
-            start = time.perf_counter()
-        _, loss = model(x[:, :-1], x[:, 1:])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:

@@ -16,7 +16,14 @@ from optuna.distributions import FloatDistribution
 
 from automix.cli import main
 from automix.config._study import ConfigError, StudyConfig
-from automix.scaling._transfer import effective_lr_wd, source_trial, study_config_from_tracking, target_config, transfer
+from automix.scaling._transfer import (
+    budget_rule,
+    effective_lr_wd,
+    source_trial,
+    study_config_from_tracking,
+    target_config,
+    transfer,
+)
 from automix.scaling._verify import plot_sweeps, summarize, verify_transfer
 from automix.study import Workspace
 from trainer.export import export
@@ -82,6 +89,52 @@ def test_larger_budget_keeps_repetition_and_rescales_wd(proxy, mode):
     assert target.optim.learning_rate == LR
     assert target.optim.weight_decay == pytest.approx(WD / 4)
     assert effective_lr_wd(target)["hidden_lr_x_wd"] == pytest.approx(LR * WD / 4)
+
+
+@pytest.mark.parametrize("mode", ["epochs", "fixed_tokens"])
+def test_unique_tokens_applies_the_same_budget_rule_as_train_tokens(proxy, mode):
+    if mode == "fixed_tokens":
+        budget = proxy.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": 2730})
+        proxy = proxy.model_copy(update={"budget": budget})
+    U, T = proxy.budget.unique_tokens, proxy.budget.total_tokens
+    target = target_config(proxy, 128, unique_tokens=4 * U)
+    b = target.budget
+    assert b.unique_tokens == 4 * U
+    assert b.total_tokens == pytest.approx(4 * T, rel=1e-3)
+    assert b.effective_epochs == pytest.approx(proxy.budget.effective_epochs, rel=1e-3)
+    assert b.mix_ratio == proxy.budget.mix_ratio
+    assert (target.optim.learning_rate, target.optim.weight_decay) == (LR, pytest.approx(WD / 4))
+    assert target == target_config(proxy, 128, train_tokens=4 * T)  # one rule, whichever budget is named
+    # a smaller target budget follows the same rule: fewer steps per epoch, so more decay per step
+    smaller = target_config(proxy, 32, unique_tokens=U // 2)
+    assert (smaller.budget.unique_tokens, smaller.optim.weight_decay) == (U // 2, pytest.approx(2 * WD))
+
+
+def test_budget_rule_takes_one_budget_of_at_least_one_token(proxy):
+    assert budget_rule(proxy) == (1.0, {})
+    k, values = budget_rule(proxy, unique_tokens=3 * proxy.budget.unique_tokens)
+    assert k == 3 and values == {"budget.unique_tokens": 3072, "optim.weight_decay": pytest.approx(WD / 3)}
+    with pytest.raises(ConfigError, match="not both"):  # both would change E, which no rule covers
+        target_config(proxy, 64, train_tokens=4000, unique_tokens=2048)
+    with pytest.raises(ConfigError, match="at least 1 token"):
+        target_config(proxy, 64, unique_tokens=0)
+
+
+def test_transfer_cli_unique_tokens_trains_the_target_budget_and_records_k(tmp_path, tiny, capsys):
+    config = _study(tmp_path, tiny)
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(config.model_dump()))
+    both = ["--unique-tokens", "1024", "--train-tokens", "2048"]
+    with pytest.raises(SystemExit):  # argparse: E is kept, so one budget fixes the other
+        main(["transfer", "--config", str(path), "--widths", "16", *both])
+    assert "not allowed with" in capsys.readouterr().err
+    assert main(["transfer", "--config", str(path), "--widths", "16", "--unique-tokens", "1024"]) == 0
+    record = json.loads((Path(config.work_dir) / "transfer.json").read_text())
+    (run,) = record["runs"]
+    # the proxy: U = 512, E = 2 (T = 1024), best trial's wd 0.3; U' = 1024 is k = 2
+    assert (run["unique_tokens"], run["epochs"], run["train_tokens"]) == (1024, 2, 2048)
+    assert run["weight_decay"] == pytest.approx(0.3 / 2)
+    assert "k = U'/U = 2" in record["rule"]["budget"]
 
 
 def _study(tmp_path, tiny) -> StudyConfig:

@@ -9,9 +9,9 @@ The rule (docs/transfer.md, docs/design.md "μP transfer"):
   to every depth; the model scales each residual branch by base_depth/depth and the blocks' AdamW ε
   (CompleteP, α = 1). Under μP or SP a new depth is only a new model: nothing promises the optimum stays.
 - The data budget keeps the proxy's repetition rate: same unique tokens U, epochs E and mix ratio r.
-- A larger token budget T' > T at the target keeps E and r, so U grows by k = T'/T. AdamW's
-  timescale 1/(lr·wd) is about constant in epochs (Wang & Aitchison 2024); an epoch is k times
-  more steps, so weight decay becomes wd/k (lr is unchanged by μP).
+- Another budget at the target, U' (`unique_tokens`) or T' (`train_tokens`), keeps E and r, so U and
+  T grow by one factor k, and weight decay becomes wd/k (`budget_rule`: what it assumes, and where
+  it is measured).
 """
 
 from __future__ import annotations
@@ -107,30 +107,79 @@ def with_values(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(format_validation_error(e)) from None
 
 
+def budget_rule(
+    proxy: TrainConfig, unique_tokens: int | None = None, train_tokens: int | None = None
+) -> tuple[float, dict[str, Any]]:
+    """The budget-transfer rule: the target's data budget and weight decay for U' or T'.
+
+    E and r are kept, so U and T change by one factor k (U'/U, or T'/T), and weight decay becomes
+    wd/k. Why: AdamW's timescale τ = 1/(lr·wd) steps (lr·wd is PyTorch AdamW's per-step decay, the
+    same at every width under μP) is taken to be best at a constant number of epochs (Wang &
+    Aitchison 2024); at the same lr, batch and E an epoch is k times the steps, so lr·wd must be k
+    times smaller.
+
+    Assumes: the best τ is constant in epochs, not a power law in tokens per parameter ("Power
+    Lines", Bergsma et al. 2025, which would also move wd with the model size); the proxy's best E
+    carries to the new U (no published rule transfers the repetition count); the target keeps the
+    proxy's lr, batch size and sequence length. Measured by BENCHMARKS.md "Budget transfer", pending
+    (`benchmarks/budget_transfer.py`: a wd × U sweep, the rule fitted on the smaller U's and asked
+    for a larger one; docs/transfer.md).
+
+    Args:
+        proxy: the proxy trial's trainer config.
+        unique_tokens: U' at the target.
+        train_tokens: T' at the target; at most one of the two (both would change E, which
+            nothing measures).
+
+    Returns:
+        k, and the dotted config values to write (budget.unique_tokens, budget.train_tokens in
+        `fixed_tokens` mode, optim.weight_decay): (1.0, {}) when neither budget is given.
+    """
+    if unique_tokens is not None and train_tokens is not None:
+        raise ConfigError("transfer: give unique_tokens or train_tokens, not both (E is kept: one fixes the other)")
+    given = unique_tokens if unique_tokens is not None else train_tokens
+    if given is None:
+        return 1.0, {}
+    if given < 1:
+        raise ConfigError(f"transfer: a target budget is at least 1 token, not {given}")
+    budget = proxy.budget
+    if unique_tokens is not None:
+        k = unique_tokens / budget.unique_tokens
+        train_tokens = round(budget.total_tokens * k)
+    else:
+        k = train_tokens / budget.total_tokens
+        unique_tokens = round(budget.unique_tokens * k)
+    values: dict[str, Any] = {
+        "budget.unique_tokens": unique_tokens,
+        "optim.weight_decay": proxy.optim.weight_decay / k,  # constant timescale in epochs
+    }
+    if budget.mode == "fixed_tokens":  # E = (1-r)·T/U is derived there: T moves with U to keep it
+        values["budget.train_tokens"] = train_tokens
+    return k, values
+
+
 def target_config(
-    proxy: TrainConfig, width: int, train_tokens: int | None = None, depth: int | None = None
+    proxy: TrainConfig,
+    width: int,
+    train_tokens: int | None = None,
+    depth: int | None = None,
+    unique_tokens: int | None = None,
 ) -> TrainConfig:
-    """The proxy's trainer config at `width` (and `depth`), by the rules of the module doc.
+    """The proxy's trainer config at `width` (and `depth`, and another budget), by the rules of the module doc.
 
     Args:
         proxy: the proxy trial's trainer config; lr and wd stay as stated (at its base shape).
         width: the target width.
-        train_tokens: a larger T at the target: E and r kept, U and wd rescaled.
+        train_tokens: T' at the target: E and r kept, U and wd rescaled (`budget_rule`).
         depth: the target depth (default: the proxy's).
+        unique_tokens: U' at the target: E and r kept, T and wd rescaled (`budget_rule`).
 
     Returns:
         The validated target config; a ConfigError if a value does not fit (e.g. heads ∤ width).
     """
-    values: dict[str, Any] = {"model.width": width}
+    values: dict[str, Any] = {"model.width": width, **budget_rule(proxy, unique_tokens, train_tokens)[1]}
     if depth is not None:
         values["model.depth"] = depth
-    if train_tokens is not None:
-        budget = proxy.budget
-        k = train_tokens / budget.total_tokens
-        values["budget.unique_tokens"] = round(budget.unique_tokens * k)  # E and r kept
-        if budget.mode == "fixed_tokens":
-            values["budget.train_tokens"] = train_tokens
-        values["optim.weight_decay"] = proxy.optim.weight_decay / k  # constant timescale in epochs
     return with_values(proxy, values)
 
 
@@ -182,6 +231,7 @@ def transfer(
     train_tokens: int | None = None,
     verbose: bool = True,
     depth: int | None = None,
+    unique_tokens: int | None = None,
 ) -> TransferResult:
     """Train the best (or given) trial of `config`'s study at each of `widths`; see the module doc.
 
@@ -194,9 +244,10 @@ def transfer(
         config: the study config.
         widths: the target widths.
         trial: the trial to carry (default: the best COMPLETE one).
-        train_tokens: a larger T at the target (module doc).
+        train_tokens: T' at the target (`budget_rule`).
         verbose: print each evaluation.
         depth: the target depth (default: the proxy's); a warning unless the study is completep.
+        unique_tokens: U' at the target (`budget_rule`); not with `train_tokens`.
 
     Returns:
         What was trained, with its metrics and checkpoints.
@@ -209,7 +260,7 @@ def transfer(
     space = load_space(config.search.space, base)
     out = workspace.path("transfer") / f"trial-{source.number:04d}"
     proxy = TrainerObjective(base, space, out).config_for(source.params)
-    targets = [target_config(proxy, w, train_tokens, depth) for w in widths]
+    targets = [target_config(proxy, w, train_tokens, depth, unique_tokens) for w in widths]
     if depth not in (None, proxy.model.depth) and proxy.model.parametrization != "completep":
         log.warning(
             "transfer to depth %d under parametrization %s: nothing keeps the best lr in place across depth "
@@ -228,6 +279,8 @@ def transfer(
     quietly(tracker.end, parent, "FINISHED")
 
     result.path = workspace.path("transfer.json")
+    k = budget_rule(proxy, unique_tokens, train_tokens)[0]
+    moved = "U" if unique_tokens is not None else "T"
     record = {
         **asdict(result),
         "path": str(result.path),
@@ -241,9 +294,7 @@ def transfer(
             if proxy.model.parametrization == "completep"
             else ""
         ),
-        "budget": "U, E, r kept"
-        if train_tokens is None
-        else f"E, r kept; U×k, wd/k (k = T'/T = {train_tokens / proxy.budget.total_tokens:.4g})",
+        "budget": "U, E, r kept" if k == 1 else f"E, r kept; U and T ×k, wd/k (k = {moved}'/{moved} = {k:.4g})",
     }
     write_json(result.path, record)
     return result
