@@ -52,6 +52,10 @@ def _train(args: argparse.Namespace) -> int:
     from trainer.data import prepare
     from trainer.train import run
 
+    if args.from_run:
+        return _train_from_run(args)
+    if not args.config:
+        raise ConfigError("train: give a study CONFIG, or --from-run RUN_ID to re-create a trial")
     config, ws = _workspace(args)
     ws.check_owner()  # WORK/train is the study's own
     train_cfg = config.base_train_config()
@@ -65,22 +69,53 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_from_run(args: argparse.Namespace) -> int:
+    """`train --from-run RUN_ID`: re-create a trial from its MLflow run and check its losses against the run's."""
+    from automix.tracking._trial import metric_history, read_trial_run
+    from automix.trial._recreate import check_data, compare, trial_config
+    from trainer.train import run
+
+    uri = _tracking_store(args)[0]
+    recorded = read_trial_run(uri, args.from_run)
+    config = trial_config(recorded.config, args.out)
+    check_data(config, recorded.datasets)
+    logged = {m: metric_history(uri, recorded.run_id, m) for m in ("target_val_loss", "aux_val_loss", "train_loss")}
+    out = Path(config.out_dir) if config.out_dir else None
+    if out is not None and (out / "result.json").is_file():
+        print(f"{out} holds a finished run already: its result is read back, not trained again (or pass --out)")
+    print(f"re-creating {recorded.name} (run {recorded.run_id}, {recorded.state}) into {out}", flush=True)
+    result = run(config)
+    check = compare(result.history, {m: v for m, v in logged.items() if v})
+    final = result.metrics.get("target_val_loss")
+    print(f"target_val_loss={final!r} at {result.metrics.get('tokens')} tokens; checkpoint {result.checkpoint_path}")
+    if check.identical:
+        print(f"identical to the run: all {check.compared} logged values (losses at each evaluation), bit for bit")
+        return 0
+    for metric, step, was, now in check.differences[:5]:
+        print(f"differs: {metric} at {step} tokens: run {was!r}, now {now!r}")
+    print(f"{len(check.differences)} of {check.compared} logged values differ (bit-exact only on CPU)")
+    return 1
+
+
 def _is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
+
+
+def _tracking_store(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The MLflow store a command names (`--tracking-uri`, a CONFIG's, or `--work-dir`'s) and its experiment."""
+    if args.tracking_uri:
+        return args.tracking_uri, None
+    if args.config:
+        ws = _workspace(args)[1]
+        return ws.tracking_uri, ws.experiment
+    return f"sqlite:///{Path(args.work_dir).resolve() / 'mlflow.db'}", None
 
 
 def _ui(args: argparse.Namespace) -> int:
     from automix.tracking._store import check_tracking_uri
     from automix.tracking._ui import experiment_page, serve
 
-    experiment = None
-    if args.tracking_uri:
-        uri = args.tracking_uri
-    elif args.config:
-        ws = _workspace(args)[1]
-        uri, experiment = ws.tracking_uri, ws.experiment
-    else:
-        uri = f"sqlite:///{Path(args.work_dir).resolve() / 'mlflow.db'}"
+    uri, experiment = _tracking_store(args)
     if _is_server(uri):  # a tracking server serves its own UI: nothing to start
         check_tracking_uri(uri)
         print(f"MLflow UI: open {experiment_page(uri, experiment, uri)} (served by the tracking server)")
@@ -92,7 +127,9 @@ def _ui(args: argparse.Namespace) -> int:
     # One worker: the UI of one user's study; MLflow's default four take a minute to start on 2 cores.
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     cmd += ["--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
-    code = serve(cmd, server, lambda: experiment_page(uri, experiment, server), lambda m: print(m, flush=True))
+    # The server's access log and warnings go to WORK/automix.log, as a search's do (--verbose: the console).
+    log = None if args.verbose else Path(uri.removeprefix("sqlite:///")).parent / "automix.log"
+    code = serve(cmd, server, lambda: experiment_page(uri, experiment, server), lambda m: print(m, flush=True), log)
     return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT) else code
 
 
@@ -158,9 +195,12 @@ def _transfer(args: argparse.Namespace) -> int:
         config, _ = _workspace(args)
     else:
         config = study_config_from_tracking(args.study, args.work_dir)
-    result = transfer(config, args.widths, args.trial, args.train_tokens)
+    result = transfer(
+        config, args.widths, args.trial, args.train_tokens, depth=args.depth, unique_tokens=args.unique_tokens
+    )
     for r in result.runs:
-        print(f"width {r['width']}: target_val_loss={r['metrics']['target_val_loss']:.4f}  {r['checkpoint']}")
+        shape = f"width {r['width']} depth {r['depth']}"
+        print(f"{shape}: target_val_loss={r['metrics']['target_val_loss']:.4f}  {r['checkpoint']}")
     print(f"written: {result.path}")
     return 0
 
@@ -169,20 +209,22 @@ def _coord_check(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from automix.config._study import format_validation_error
-    from trainer.coord_check import coord_check, plot_coord_check, width_slopes
+    from trainer.coord_check import coord_check, plot_coord_check, slopes
 
     config, ws = _workspace(args)
+    axis, sizes = ("depth", args.depths) if args.depths else ("width", args.widths)
     try:
-        df = coord_check(config.base_train_config(), args.widths, steps=args.steps, lr=args.lr)
+        df = coord_check(config.base_train_config(), sizes, steps=args.steps, lr=args.lr, axis=axis)
     except ValidationError as e:
         raise ConfigError(f"coord-check: {format_validation_error(e)}") from None
     out = ws.path("coord_check")
     out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "coord_check.csv", index=False)
-    slopes = width_slopes(df)
-    print("slope of log mean|x| vs log width at the last step (0: flat, 1: grows like width):")
-    print(slopes[slopes.t == args.steps].pivot(index="module", columns="parametrization", values="slope").round(2))
-    print(f"plot: {plot_coord_check(df, out / 'coord_check.png')}")
+    stem = "coord_check" if axis == "width" else "coord_check_depth"
+    df.to_csv(out / f"{stem}.csv", index=False)
+    fitted = slopes(df)
+    print(f"slope of log mean|x| vs log {axis} at the last step (0: flat, 1: grows like {axis}):")
+    print(fitted[fitted.t == args.steps].pivot(index="module", columns="parametrization", values="slope").round(2))
+    print(f"plot: {plot_coord_check(df, out / f'{stem}.png')}")
     return 0
 
 
@@ -190,12 +232,12 @@ def _verify_transfer(args: argparse.Namespace) -> int:
     from automix.scaling._verify import LR_GRID, WD_GRID, verify_transfer
 
     config, _ = _workspace(args)
-    result = verify_transfer(config, args.widths, args.lrs or LR_GRID, args.wds or WD_GRID)
+    result = verify_transfer(config, args.widths, args.lrs or LR_GRID, args.wds or WD_GRID, depths=args.depths)
     print(result.best.to_string(index=False))
     for key, steps in result.drift.items():
-        print(f"{key}: best value drifts {steps} grid step(s) across widths")
+        print(f"{key}: best value drifts {steps} grid step(s) across {result.axis}s")
     print(f"plot: {result.plot}\nwritten: {result.path}")
-    return 0 if result.transfers("lr", "mup") else 1
+    return 0 if result.transfers("lr") else 1
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -243,8 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="also show Ray's and MLflow's output (see WORK/automix.log)")
     p.set_defaults(func=_search)
 
-    p = sub.add_parser("train", help="one training run with the config's own values (no search)")
-    _study_args(p)
+    p = sub.add_parser("train", help="one training run with the config's own values, or a trial re-created")
+    _study_args(p, "study config YAML (with --from-run: where its MLflow store is)", optional=True)
+    p.add_argument("--from-run", metavar="RUN_ID", help="re-create a trial from its MLflow run and check its losses")
+    p.add_argument("--work-dir", default="runs", help="with --from-run, no CONFIG: work directory holding mlflow.db")
+    p.add_argument("--tracking-uri", help="with --from-run: the MLflow store holding the run")
+    p.add_argument("--out", help="with --from-run: where the checkpoint goes (default: the trial's own folder)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("report", help="HTML + Markdown report of a study, logged to its MLflow parent run")
@@ -268,26 +314,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_multiplier)
 
-    p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider μP widths")
+    p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider (and deeper) models")
     _study_args(p, "study config YAML (or --study NAME)", optional=True)
     p.add_argument("--config", dest="config_flag", help="the study config, as a flag (same as CONFIG)")
     p.add_argument("--study", help="study name; its config is read from the search's MLflow run")
     p.add_argument("--work-dir", help="work directory of --study (default runs/STUDY)")
-    p.add_argument("--widths", type=int, nargs="+", required=True, help="target widths, e.g. 256 512")
+    p.add_argument("--widths", "--width", type=int, nargs="+", required=True, help="target widths, e.g. 256 512")
+    p.add_argument("--depth", type=int, help="target depth (default: the proxy's); completep carries lr and wd")
     p.add_argument("--trial", type=int, help="trial number (default: the best COMPLETE trial)")
-    p.add_argument("--train-tokens", type=int, help="larger T at the target: E, r kept, U and wd rescaled")
+    budget = p.add_mutually_exclusive_group()  # E is kept, so one fixes the other
+    budget.add_argument("--train-tokens", type=int, help="T at the target: E, r kept, U and wd rescaled")
+    budget.add_argument("--unique-tokens", type=int, help="U at the target: E, r kept, T and wd rescaled")
     p.set_defaults(func=_transfer)
 
-    p = sub.add_parser("coord-check", help="activation scale vs width over the first steps, μP and SP")
+    p = sub.add_parser("coord-check", help="activation scale vs width (μP, SP) or depth (CompleteP, μP), first steps")
     _study_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--depths", type=int, nargs="+", help="check depth at the config's width instead, e.g. 2 4 8 16")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--lr", type=float, help="default: the config's learning_rate")
     p.set_defaults(func=_coord_check)
 
-    p = sub.add_parser("verify-transfer", help="LR × width and WD × width sweeps, μP vs SP, with a plot")
+    p = sub.add_parser("verify-transfer", help="LR and WD sweeps × width (μP vs SP) or depth (CompleteP vs μP)")
     _study_args(p)
     p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
+    p.add_argument("--depths", type=int, nargs="+", help="sweep depth at the config's width instead, e.g. 2 4 8 16")
     p.add_argument("--lrs", type=float, nargs="+", help="learning-rate grid (default 1e-3 × 2^0..6)")
     p.add_argument("--wds", type=float, nargs="+", help="weight-decay grid (default 0.03 … 3)")
     p.set_defaults(func=_verify_transfer)
@@ -304,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="runs", help="work directory holding mlflow.db (without CONFIG)")
     p.add_argument("--tracking-uri", help="a tracking store URI; for a server (http://...) its address is printed")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--verbose", action="store_true", help="show the server's access log (else in WORK/automix.log)")
     p.set_defaults(func=_ui)
     return parser
 

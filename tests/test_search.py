@@ -52,7 +52,9 @@ def test_search_lands_in_optuna_mlflow_and_best_json(tiny_study):
     view = json.loads(exp.tags["mlflow.sharedViewState.automix-trials"])
     assert "params.`weight_decay`" in view["selectedColumns"] and "metrics.`target_val_loss`" in view["selectedColumns"]
     assert len(parents) == 1 and len(children) == 3
-    assert all(r.info.status == "FINISHED" for r in runs)
+    # A pruned trial's run is KILLED: the UI shows it apart from a finished one.
+    assert parents[0].info.status == "FINISHED"
+    assert all(r.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[r.data.tags["state"]] for r in children)
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
     for t in study.trials:
         run = by_number[t.number]

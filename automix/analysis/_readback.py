@@ -65,8 +65,9 @@ class StudyData:
 
 def final_metrics(tracker: Tracker) -> dict[int, dict[str, float]]:
     """Per Optuna trial number, the last value of every metric of its latest finished MLflow run."""
+    # COMPLETE and PRUNED trials (run status FINISHED and KILLED), not failed or running ones.
     runs = tracker.client.search_runs(
-        [tracker.experiment_id], "attributes.status = 'FINISHED'", order_by=["attributes.start_time ASC"]
+        [tracker.experiment_id], "tags.`state` != 'FAIL'", order_by=["attributes.start_time ASC"]
     )
     by_number: dict[int, dict[str, float]] = {}
     for run in runs:  # a resumed trial's later run replaces the earlier one

@@ -16,7 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from trainer.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
+from trainer.config import BudgetConfig, DataConfig, ModelConfig, OnOffAuto, OptimConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -104,6 +104,13 @@ class TrackingConfig(_Strict):
 
     uri: str | None = None
     experiment: str | None = Field(None, description="default: the study name")
+    log_models: bool = Field(
+        True, description="each COMPLETE trial's final checkpoint and tokenizer as artifacts of its run (model/)"
+    )
+    system_metrics: Literal["auto"] | bool = Field(
+        "auto",
+        description="MLflow's system metrics (CPU, memory, GPU) on each trial's run; auto: when trials use a GPU",
+    )
 
 
 class StudyConfig(_Strict):
@@ -125,14 +132,15 @@ class StudyConfig(_Strict):
     eval_every_tokens: int = Field(200_000, ge=1)
     checkpoint_every_tokens: int | None = Field(1_000_000, ge=1, description="trial checkpoint cadence")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile: auto is on for CUDA only")
+    compile: OnOffAuto = Field("auto", description="torch.compile: auto is on for CUDA only")
+    precision: Literal["auto", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA; fp32: none")
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
         shared = {"data", "model", "optim", "budget", "seed", "eval_every_tokens", "checkpoint_every_tokens"}
-        shared |= {"device", "compile"}
+        shared |= {"device", "compile", "precision"}
         fields = self.model_dump(include=shared)
         return TrainConfig.model_validate(fields)
 
@@ -163,13 +171,24 @@ def _resolve_paths(raw: dict) -> None:
     data = raw.get("data") or {}
     for key in ("target", "target_valid", "auxiliary", "aux_valid", "cache_dir"):
         value = data.get(key)
-        if isinstance(value, str) and not value.startswith("hf:"):
-            data[key] = str(Path(value).expanduser().resolve())
+        if isinstance(value, str):
+            data[key] = _local_hub_path(value) if value.startswith("hf:") else str(Path(value).expanduser().resolve())
     for key in ("eval_sets", "aux_eval_sets"):
         if isinstance(data.get(key), dict):
             data[key] = {name: str(Path(str(v)).expanduser().resolve()) for name, v in data[key].items()}
     if isinstance(raw.get("work_dir"), str):
         raw["work_dir"] = str(Path(raw["work_dir"]).expanduser().resolve())
+
+
+def _local_hub_path(source: str) -> str:
+    """`hf:PATH[:CONFIG]` with PATH made absolute where it is a local folder, else `source` as given.
+
+    `datasets` reads a name that is a local folder from there before asking the hub; an absolute
+    path keeps that folder (and the token cache's key) the same in every working directory.
+    """
+    name, sep, config = source[len("hf:") :].partition(":")
+    folder = Path(name).expanduser()
+    return f"hf:{folder.resolve()}{sep}{config}" if name and folder.is_dir() else source
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:

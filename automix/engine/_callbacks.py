@@ -1,27 +1,42 @@
 """Ray Tune callbacks of a search: MLflow runs per trial, failure reasons for the searcher, and
 `FailFast`, which stops a search whose first trials all fail the same way.
 
-Both run on the driver. `MlflowTrialCallback` keeps a single writer on the MLflow store and closes
-every run it opens (Ray's own MLflow helpers log from the workers and can leave runs RUNNING); a
-tracking failure never kills a trial or the search: records wait in a queue until the store
-answers again.
+Both run on the driver. `MlflowTrialCallback` keeps a single writer on the MLflow store (beside
+MLflow's system-metrics monitors, which sample into runs it opened) and closes every run it opens
+(Ray's own MLflow helpers log from the workers and can leave runs RUNNING); a tracking failure
+never kills a trial or the search: records wait in a queue until the store answers again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from automix.config._study import ConfigError
-from automix.protocol import FINAL_KEY, NODE_KEYS, TRIAL_KEY, error_reason, final_state, trial_metrics, user_params
+from automix.protocol import (
+    FINAL_KEY,
+    NODE_KEYS,
+    REQUEUED_KEY,
+    TRIAL_KEY,
+    error_reason,
+    final_state,
+    trial_metrics,
+    user_params,
+)
 from automix.tracking._store import Tracker
+from automix.tracking._system import SystemMetrics
+from automix.tracking._trial import SEARCHED_TAG, TOKENIZER_TAG, dataset_input, log_trial_artifacts, trial_params
 
 log = logging.getLogger(__name__)
 _PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
@@ -104,29 +119,62 @@ class FailFast(Callback, Stopper):
         return self.error is not None
 
 
-class MlflowTrialCallback(Callback):
-    """Ray Tune callback: a child run per trial, metrics per evaluation at step = tokens.
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}  # a trial's state → its run's status
 
+
+@dataclass(frozen=True)
+class TrialLogging:
+    """What a trial's run records beyond its params and metrics (automix/tracking/_trial.py)."""
+
+    describe: Callable[..., Any] | None = None  # objective.describe(params, number, requeued_from): a TrialRecord
+    log_models: bool = True  # a COMPLETE trial's checkpoint and tokenizer as artifacts
+    system_metrics: bool | str = "auto"  # MLflow's system metrics; auto: for trials that use a GPU
+
+
+def trial_logging(objective: Any, tracking: dict[str, Any] | None, local: bool) -> TrialLogging:
+    """The trial logging of a search: its objective's `describe` (if it has one) and its config's
+    `tracking` settings. On a cluster (`local` False) `auto` leaves system metrics off: the driver
+    would measure its own node, not the trials'."""
+    tracking = tracking or {}
+    system = tracking.get("system_metrics", "auto")
+    return TrialLogging(
+        getattr(objective, "describe", None),
+        tracking.get("log_models", True),
+        system if local or system != "auto" else False,
+    )
+
+
+class MlflowTrialCallback(Callback):
+    """Ray Tune callback: a run per trial, metrics per evaluation at step = tokens.
+
+    A trial's run gets its effective config, derived sizes and dataset inputs when it starts, and
+    its result, learning curve and (if COMPLETE) checkpoint when it ends; its status says how it
+    ended: FINISHED (COMPLETE), KILLED (PRUNED: stopped early) or FAILED, so the UI tells them apart.
     Every record is an operation in an ordered queue. If the store is unreachable, training goes on
     and records wait; they are written, in order, as soon as a write succeeds again. Whatever is
     still unwritten when the search ends is listed by `unwritten()` (and saved by the search).
     """
 
-    def __init__(self, tracker: Tracker, tags: dict[str, str], metrics: list[str]):
+    def __init__(self, tracker: Tracker, tags: dict[str, str], metrics: list[str], logging: TrialLogging | None = None):
         self.tracker = tracker
         self.tags = tags
         self.metrics = metrics
+        self.logging = logging or TrialLogging()
+        self.system = SystemMetrics(tracker.uri)
         self.run_ids: dict[int, str] = {}  # Optuna trial number -> MLflow run id
         self._by_ray_id: dict[str, int] = {}
         self._logged: dict[str, dict] = {}  # run id -> metrics last logged
+        self._trials: dict[int, dict[str, Any]] = {}  # trial number -> params, record, history (until it ends)
         self._backlog: deque[tuple[Callable[[], None], str]] = deque()
         self._down = False
         self._view = False  # the experiment's trials view (see Tracker.set_trials_view) is written
+        self.seconds = 0.0  # spent on the driver describing trials and writing to MLflow
 
     def drain(self) -> int:
         """Write queued records in order, stopping at the first failure; returns how many still wait."""
         while self._backlog:
             op, what = self._backlog[0]
+            start = time.perf_counter()
             try:
                 op()
             except MlflowException as e:
@@ -137,6 +185,8 @@ class MlflowTrialCallback(Callback):
                 return self._went_down(e)
             except Exception as e:  # noqa: BLE001 - connection, driver and lock errors: retry later
                 return self._went_down(e)
+            finally:
+                self.seconds += time.perf_counter() - start
             self._backlog.popleft()
             self._down = False
         return 0
@@ -159,21 +209,59 @@ class MlflowTrialCallback(Callback):
         number = int(trial.config.get(TRIAL_KEY, -1))
         self._by_ray_id[trial.trial_id] = number
         params = user_params(trial.config)
+        record = self._describe(params, number, trial.config.get(REQUEUED_KEY))
+        self._trials[number] = {"params": params, "record": record, "history": []}
         tags = {**self.tags, "optuna.trial_number": str(number), "ray.trial_id": trial.trial_id}
+        tags[SEARCHED_TAG] = json.dumps(list(params))
+        if record is not None:
+            tags[TOKENIZER_TAG] = record.tokenizer
         if not self._view:  # the first trial names the params: the UI's columns
             self._view = True
             self._submit(lambda: self.tracker.set_trials_view(list(params), self.metrics), "the trials view")
+        run_params = trial_params(params, record.config if record else None)
 
         def start() -> None:
             if number not in self.run_ids:
-                self.run_ids[number] = self.tracker.start_child(f"trial-{number:04d}", params, tags)
+                self.run_ids[number] = self.tracker.start_child(f"trial-{number:04d}", run_params, tags)
 
         self._submit(start, f"trial {number}: run start")
+        if record is not None:
+            self._submit(lambda: self._log_record(number, record), f"trial {number}: config, sizes and data")
+        if self._monitored(trial):
+            self._submit(lambda: self.system.start(self.run_ids[number]), f"trial {number}: system metrics")
+
+    def _describe(self, params: dict, number: int, requeued_from: int | None):
+        """The objective's record of a trial (None without `describe`); a failure costs the record only."""
+        if self.logging.describe is None:
+            return None
+        start = time.perf_counter()
+        try:
+            return self.logging.describe(params, number, requeued_from)
+        except Exception as e:  # noqa: BLE001 - tracking never fails a trial
+            log.warning("MLflow: trial %d is logged without its config and data (%s: %s)", number, type(e).__name__, e)
+            return None
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _log_record(self, number: int, record) -> None:
+        run_id = self.run_ids[number]
+        self.tracker.log_metrics(run_id, record.derived, 0)
+        inputs = [dataset_input(asdict(d), record.tokenizer) for d in record.datasets]
+        self.tracker.client.log_inputs(run_id, datasets=inputs)
+
+    def _monitored(self, trial) -> bool:
+        """Whether a trial's run gets system metrics: `system_metrics`, where auto means a GPU trial."""
+        wanted = self.logging.system_metrics
+        if wanted == "auto":
+            return trial.placement_group_factory.required_resources.get("GPU", 0) > 0
+        return bool(wanted)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get(FINAL_KEY) or "tokens" not in result:
             return
         number, metrics, step = self._by_ray_id.get(trial.trial_id, -1), trial_metrics(result), int(result["tokens"])
+        if number in self._trials:
+            self._trials[number]["history"].append(metrics)
 
         def log_metrics() -> None:
             run_id = self.run_ids[number]
@@ -189,19 +277,50 @@ class MlflowTrialCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial, dict(trial.last_result or {}), "FAIL", error_reason(getattr(trial, "error_file", None)))
 
+    def on_experiment_end(self, trials, **info):
+        self.system.stop_all()
+        if self.tracker.parent_run_id is not None:  # the search's run: what tracking its trials cost
+            seconds = {"tracking_seconds": self.seconds}
+            self._submit(lambda: self.tracker.log_metrics(self.tracker.parent_run_id, seconds, 0), "tracking time")
+
     def _finish(self, trial, result: dict, state: str, reason: str | None = None) -> None:
         number = self._by_ray_id.get(trial.trial_id, -1)
+        if number in self.run_ids:
+            self.system.stop(self.run_ids[number])  # its last sample, before the run closes
 
-        def finish() -> None:
+        def final_metrics() -> None:
             run_id = self.run_ids[number]
             if result.get(FINAL_KEY):
                 # Only what the last evaluation did not already log (e.g. a custom objective's extras).
                 logged = self._logged.get(run_id, {})
                 new = {k: v for k, v in trial_metrics(result).items() if logged.get(k) != v}
                 self.tracker.log_metrics(run_id, new, int(result.get("tokens", 0)))
+
+        def end() -> None:
             tags = {"state": state, **{f"ray.{k}": result[k] for k in NODE_KEYS if k in result}}
             if reason:
                 tags["fail_reason"] = reason[:5000]
-            self.tracker.end(run_id, "FAILED" if state == "FAIL" else "FINISHED", tags=tags)
+            self.tracker.end(self.run_ids[number], STATUS[state], tags=tags)
 
-        self._submit(finish, f"trial {number}: end ({state})")
+        self._submit(final_metrics, f"trial {number}: final metrics ({state})")
+        artifacts = self._artifacts(number, result, state, reason)
+        self._submit(
+            lambda: log_trial_artifacts(self.tracker.client, self.run_ids[number], *artifacts),
+            f"trial {number}: artifacts",
+        )
+        self._submit(end, f"trial {number}: end ({state})")
+
+    def _artifacts(self, number: int, result: dict, state: str, reason: str | None) -> tuple:
+        """`log_trial_artifacts`' arguments after `run_id`: result.json's content, metrics, checkpoint files."""
+        trial = self._trials.pop(number, {"params": {}, "record": None, "history": []})
+        record = trial["record"]
+        content: dict[str, Any] = {"trial": number, "state": state, "params": trial["params"]}
+        content["metrics"] = trial_metrics(result)
+        if reason:
+            content["fail_reason"] = reason
+        content["history"] = trial["history"]
+        if record is not None:
+            content |= {"config": record.config, "derived": record.derived, "tokenizer": record.tokenizer}
+            content["datasets"] = [asdict(d) for d in record.datasets]
+        keep = record is not None and state == "COMPLETE" and self.logging.log_models
+        return content, self.metrics, record.checkpoint_files if keep else []

@@ -3,11 +3,13 @@
 The page is the experiment's runs table in MLflow's classic-ML mode, with the trials' shared view
 (`trials_view_url`): a row per trial, its params and metrics as columns. The server is a child
 process in its own process group: TERM and INT to `automix ui` are forwarded to the whole group,
-and on Linux the server is also told to stop if `automix ui` itself dies (kill -9).
+and on Linux the server is also told to stop if `automix ui` itself dies (kill -9). Its output
+(start-up lines, one access-log line per request, warnings) is appended to WORK/automix.log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -72,10 +74,30 @@ def _can_open_browser() -> bool:
     return True
 
 
-def serve(cmd: list[str], server: str, page: Callable[[], str], say=print, open_browser: bool = True) -> int:
+def serve(
+    cmd: list[str], server: str, page: Callable[[], str], say=print, log: Path | None = None, open_browser: bool = True
+) -> int:
     """Run the MLflow server `cmd` until it exits or TERM/INT arrives (forwarded to its process group);
-    once `server` answers, print `page()` and open it in a browser where there is one."""
-    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent)  # noqa: PLW1509 - setsid + prctl only
+    once `server` answers, print `page()` and open it in a browser where there is one.
+
+    Args:
+        cmd: the server's command line.
+        server: its address, polled until it answers.
+        page: the URL to print once it does.
+        say: prints automix's own lines.
+        log: where the server's output (start-up lines, access log, warnings) is appended; None: the console.
+        open_browser: open the page on a desktop.
+
+    Returns:
+        The server's exit code.
+    """
+    with open(log, "a") if log else contextlib.nullcontext() as output:
+        return _serve(cmd, server, page, say, output, open_browser)
+
+
+def _serve(cmd: list[str], server: str, page: Callable[[], str], say, output, open_browser: bool) -> int:
+    out = {"stdout": output, "stderr": subprocess.STDOUT} if output else {}
+    proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent, **out)  # noqa: PLW1509 - setsid + prctl only
 
     def forward(signum, _frame) -> None:
         try:

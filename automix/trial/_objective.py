@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from automix.config._space import SearchSpace
+from automix.trial._record import TrialRecord, describe
 from trainer.config import TrainConfig
 from trainer.train import run
 
@@ -61,6 +62,12 @@ class TrainerObjective:
         if requeued_from is not None:
             updates["resume_from"] = str(self.trials_dir / f"{requeued_from:04d}")
         return config.model_copy(update=updates)
+
+    def describe(
+        self, params: dict[str, Any], trial_number: int | None = None, requeued_from: int | None = None
+    ) -> TrialRecord:
+        """What a trial of `params` trains, for its MLflow run (`automix.trial.describe` of its config)."""
+        return describe(self.config_for(params, trial_number, requeued_from))
 
     def __call__(self, params: dict[str, Any], report: Reporter) -> dict[str, float]:
         config = self.config_for(params, report.trial_number, report.requeued_from)

@@ -91,13 +91,19 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
     children = [r for r in runs if "automix.search_run_id" in r.data.tags]
     print(f"  database: {len(trials)} trials; MLflow server: {len(children)} trial runs of {len(runs)} runs")
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [t.number for t in trials]
-    assert all(r.info.status == "FINISHED" for r in runs)  # no run left RUNNING
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}  # no run left RUNNING
     for run in children:
         trial = trials[int(run.data.tags["optuna.trial_number"])]
-        assert run.data.tags["state"] == trial.state.name
+        assert run.data.tags["state"] == trial.state.name and run.info.status == status[trial.state.name]
         assert run.data.tags["ray.node_id"] == trial.user_attrs["node_id"]
+        # Config, data and artifacts are on the server, where the UI is (the model of a COMPLETE trial).
+        assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"target", "target_valid"}
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"curve.png", "result.json"} <= artifacts and ("model" in artifacts) == (trial.state.name == "COMPLETE")
     parent = next(r for r in runs if "automix.search_run_id" not in r.data.tags)
-    assert "best.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert parent.info.status == "FINISHED" and "best.json" in {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
     _analyses_read_the_study_where_it_is_kept(path, work, postgres_url)
 
 
