@@ -13,8 +13,8 @@ from typing import Any
 
 from automix.config._space import SearchSpace, load_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig
-from automix.engine._schedulers import checkpoint_cadence
 from automix.samplers import grid_size
+from automix.scheduling import checkpoint_cadence
 from automix.study._workspace import Workspace
 from automix.tracking._store import flatten
 from automix.trial._objective import Objective, TrainerObjective, cpu_threads

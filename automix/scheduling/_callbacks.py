@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 from automix.config._study import ConfigError
+from automix.console import save_traceback
 from automix.protocol import (
     FINAL_KEY,
     NODE_KEYS,
@@ -50,25 +50,6 @@ class FailureCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.searcher.record_failure(trial.trial_id, error_reason(getattr(trial, "error_file", None)))
-
-
-def traceback_path(errors_dir: Path, trial) -> Path:
-    """Where a failed trial's full traceback is kept: WORK/errors/trial-NNNN.txt."""
-    return errors_dir / f"trial-{int(trial.config.get(TRIAL_KEY, -1)):04d}.txt"
-
-
-def save_traceback(errors_dir: Path, trial) -> Path | None:
-    """Copy Ray's error file of a failed trial (under Ray's session folder) into the work directory."""
-    source = getattr(trial, "error_file", None)
-    if not source or not Path(source).is_file():
-        return None
-    target = traceback_path(errors_dir, trial)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    except OSError:
-        return Path(source)
-    return target
 
 
 class RepeatedFailure(ConfigError):

@@ -1,22 +1,12 @@
-"""What the search driver shares with the local Ray cluster it starts, and how it ends with it.
-
-- `local_runtime_env`: Ray workers of a local cluster import the objective the way the driver
-  does: the driver's `sys.path` entries (a helper module's folder a script added, say) go to them
-  as PYTHONPATH, and they stay in the driver's working directory (Tune would move each trial into
-  its own folder, breaking relative paths).
-- `terminate_as_interrupt`: SIGTERM ends the search the way Ctrl-C does (a KeyboardInterrupt),
-  so the search's cleanup runs: Ray is shut down and the study and MLflow runs are closed. Python's
-  default for SIGTERM is to die on the spot, leaving the raylet and its workers behind.
-- `watch_ray_processes`: a driver killed with SIGKILL runs no cleanup at all. Most of Ray's
-  processes follow their parent down, but its dashboard and runtime-env agents hang for minutes
-  trying to report the raylet's death to a GCS that died with it. A small watchdog process
-  (Linux) remembers the driver's Ray descendants and kills the ones still there shortly after the
-  driver is gone.
+"""The driver's process and the local Ray cluster it starts: Ray's start-up, the runtime env its
+workers get, SIGTERM handled like Ctrl-C, and a watchdog that ends Ray's processes when the driver
+is killed. What each one guards against is in its docstring.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import site
@@ -26,6 +16,12 @@ import sysconfig
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import ray
+
+from automix.config._study import ConfigError
+from automix.console import LOG_NAME, quiet_output
 
 
 def _installed_paths() -> set[Path]:
@@ -49,7 +45,12 @@ def driver_paths() -> list[str]:
 
 
 def local_runtime_env() -> dict:
-    """Ray `runtime_env` for a cluster this driver starts on its own machine (see the module doc)."""
+    """Ray `runtime_env` for a cluster this driver starts on its own machine.
+
+    Its workers import the objective the way the driver does: the driver's `sys.path` entries (a
+    helper module's folder a script added, say) go to them as PYTHONPATH, and they stay in the
+    driver's working directory (Tune would move each trial into its own folder, breaking relative paths).
+    """
     paths = driver_paths()
     inherited = os.environ.get("PYTHONPATH", "")
     pythonpath = os.pathsep.join([*paths, *([inherited] if inherited else [])])
@@ -61,7 +62,11 @@ def local_runtime_env() -> dict:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread (see the module doc)."""
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread.
+
+    So the search's cleanup runs: Ray is shut down and the study and MLflow runs are closed.
+    Python's default for SIGTERM is to die on the spot, leaving the raylet and its workers behind.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
@@ -124,7 +129,12 @@ _watchdog: subprocess.Popen | None = None
 
 
 def watch_ray_processes() -> None:
-    """Start the watchdog (once per driver process; Linux only): see the module doc."""
+    """Start the watchdog (once per driver process; Linux only).
+
+    A driver killed with SIGKILL runs no cleanup at all. Most of Ray's processes follow their
+    parent down, but its dashboard and runtime-env agents hang for minutes trying to report the
+    raylet's death to a GCS that died with it; the watchdog kills the ones still there.
+    """
     global _watchdog
     if not Path("/proc/self/stat").exists() or (_watchdog is not None and _watchdog.poll() is None):
         return
@@ -136,3 +146,37 @@ def watch_ray_processes() -> None:
         start_new_session=True,  # Ctrl-C in the terminal, or the driver's group killed, spares it
         close_fds=True,
     )
+
+
+def ray_init(work_dir: Path, address: str | None) -> bool:
+    """Start (or join) Ray; returns whether this call started it.
+
+    Ray's start-up output goes to WORK/automix.log; a cluster started here gets the driver's
+    sys.path and working directory for its workers (`local_runtime_env`), and a watchdog that
+    ends its processes if the driver is killed (`watch_ray_processes`).
+    """
+    if ray.is_initialized():
+        return False
+    temp_dir = work_dir / "ray_tmp"
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address is None:
+        kwargs["runtime_env"] = local_runtime_env()
+        # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
+        if len(str(temp_dir)) <= 40:
+            kwargs["_temp_dir"] = str(temp_dir)
+    with quiet_output(work_dir / LOG_NAME):
+        ray.init(address=address, **kwargs)
+    if address is None:
+        watch_ray_processes()  # a driver killed with SIGKILL leaves no Ray process behind
+    return True
+
+
+def make_writable(work: Path) -> None:
+    """Create the work directory and check that files can be written there (a ConfigError if not)."""
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".automix-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write work_dir {work} ({e.strerror}): choose a writable work_dir") from None

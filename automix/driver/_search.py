@@ -1,10 +1,8 @@
 """`search(config)` and `search_objective(objective, space)`: Optuna suggests, Ray Tune runs, MLflow records.
 
-Four phases, one function each: `preflight` checks everything and writes nothing; `_open` makes
-the work directory, the study, the MLflow parent run and starts Ray; `_run` is one `Tuner.fit`;
-`_collect` writes `best.json`, builds the result and closes the parent run. The Optuna study is
-the source of truth: every trial lands there. docs/design.md ("One trial, end to end") walks a
-trial through these files.
+Four phases, one function each: preflight (`_preflight.py`) checks and writes nothing; `_open`
+makes the work directory, the study, the MLflow parent run and starts Ray; `_run` is one
+`Tuner.fit`; `collect` writes `best.json` and the result. docs/design.md, "One trial, end to end".
 """
 
 from __future__ import annotations
@@ -27,15 +25,20 @@ from ray.tune.stopper import CombinedStopper
 
 from automix.config._space import SpaceLike, as_space
 from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
-from automix.engine._callbacks import FailFast, FailureCallback, MlflowTrialCallback, trial_logging
-from automix.engine._driver import local_runtime_env, terminate_as_interrupt, watch_ray_processes
-from automix.engine._packing import resolve_gpus_per_trial
-from automix.engine._preflight import Plan, objective_plan, trainer_plan
-from automix.engine._progress import ProgressCallback, planned_tokens
-from automix.engine._quiet import LOG_NAME, quiet_output
-from automix.engine._schedulers import TokenBudget, make_scheduler
-from automix.engine._searcher import StudySearcher
+from automix.console import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
+from automix.driver._preflight import Plan, objective_plan, trainer_plan
+from automix.driver._process import make_writable, ray_init, terminate_as_interrupt
+from automix.resources import resolve_gpus_per_trial
 from automix.samplers import make_sampler
+from automix.scheduling import (
+    FailFast,
+    FailureCallback,
+    MlflowTrialCallback,
+    StudySearcher,
+    TokenBudget,
+    make_scheduler,
+    trial_logging,
+)
 from automix.study._prepare import StudyState, check_study, prepare_study
 from automix.study._results import SearchResult, collect
 from automix.study._storage import StorageUnavailable
@@ -200,7 +203,7 @@ def _open(plan: Plan, address: str | None, resume: bool, join: bool) -> _Session
     ws, created = plan.workspace, not plan.workspace.work_dir.exists()
     started_ray = False
     try:
-        _make_writable(ws.work_dir)
+        make_writable(ws.work_dir)
         ws.claim()
         if plan.data_check is not None:
             prepare(plan.data_check)  # corpora readable, U and the auxiliary enough for the largest trial
@@ -209,7 +212,7 @@ def _open(plan: Plan, address: str | None, resume: bool, join: bool) -> _Session
         with ThreadPoolExecutor(1) as pool:
             study_opening = pool.submit(prepare_study, ws.storage, ws.study, plan.settings, join)
             tracker_opening = pool.submit(ws.tracker)
-            started_ray = _ray_init(ws.work_dir, address)
+            started_ray = ray_init(ws.work_dir, address)
             state, tracker = study_opening.result(), tracker_opening.result()
     except (ConfigError, CorpusError):
         if started_ray:
@@ -320,39 +323,6 @@ def _storage_cause(error: BaseException | None) -> StorageUnavailable | None:
             return error
         error = error.__cause__ or error.__context__
     return None
-
-
-def _ray_init(work_dir: Path, address: str | None) -> bool:
-    """Start (or join) Ray; returns whether this call started it.
-
-    Ray's start-up output goes to WORK/automix.log; a cluster started here gets the driver's
-    sys.path and working directory for its workers (`local_runtime_env`), and a watchdog that
-    ends its processes if the driver is killed (`watch_ray_processes`).
-    """
-    if ray.is_initialized():
-        return False
-    temp_dir = work_dir / "ray_tmp"
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address is None:
-        kwargs["runtime_env"] = local_runtime_env()
-        # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
-        if len(str(temp_dir)) <= 40:
-            kwargs["_temp_dir"] = str(temp_dir)
-    with quiet_output(work_dir / LOG_NAME):
-        ray.init(address=address, **kwargs)
-    if address is None:
-        watch_ray_processes()  # a driver killed with SIGKILL leaves no Ray process behind
-    return True
-
-
-def _make_writable(work: Path) -> None:
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        probe = work / ".automix-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"cannot write work_dir {work} ({e.strerror}): choose a writable work_dir") from None
 
 
 def _close(session: _Session, callback: MlflowTrialCallback, ws: Workspace) -> None:

@@ -1,0 +1,73 @@
+"""`automix report | compare | multiplier`: read-only analyses of finished studies (re-runs for the last two)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from automix.cli._common import STORAGE_HELP, int_list, print_rows, study_args, with_storage, workspace
+
+def add_commands(sub) -> None:
+    """Register the commands of this group."""
+    p = sub.add_parser("report", help="HTML + Markdown report of a study, logged to its MLflow parent run")
+    study_args(p)
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report as MLflow artifacts")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("compare", help="mix vs tune: each study's best settings re-trained with fresh seeds")
+    p.add_argument("configs", nargs="+", help="study configs at one data budget, then key=value overrides for all")
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--seeds", default="1,2", help="seeds for the re-runs (the search used the config's seed)")
+    p.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
+    p.add_argument("--out", type=Path, help="result file (default: compare.json in the first study's work_dir)")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
+    study_args(p, "the mixed (joint) study config")
+    p.add_argument("--reference", help="study whose best settings at r=0 make the target-only curve")
+    p.add_argument("--units", default="12500,25000,50000,100000", help="U of the target-only runs")
+    p.add_argument("--seeds", default="1,2")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_multiplier)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from automix.analysis._report import build_report
+
+    config, _ = workspace(args)
+    html_path, md_path = build_report(config, log_to_mlflow=not args.no_mlflow)
+    print(f"report: {html_path}\nmarkdown: {md_path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from automix.analysis._compare import compare_levers, difference_table, summary_table
+    from automix.config import load_config
+    from automix.study._workspace import Workspace
+    from trainer.atomic import write_json
+
+    paths = [c for c in args.configs if "=" not in c]  # `key=value` items apply to every config
+    overrides = [c for c in args.configs if "=" in c]
+    configs = [with_storage(load_config(path, overrides), args.storage) for path in paths]
+    result = compare_levers(configs, int_list(args.seeds, "--seeds"), args.workers)
+    print_rows(summary_table(result))
+    print_rows(difference_table(result))
+    out = args.out or Workspace.from_config(configs[0]).path("compare.json")
+    print(f"written: {write_json(out, result)}")
+    return 0
+
+
+def _multiplier(args: argparse.Namespace) -> int:
+    from automix.analysis._multiplier import measure
+    from automix.config import load_config
+    from trainer.atomic import write_json
+
+    config, ws = workspace(args)
+    reference = load_config(args.reference) if args.reference else config
+    units, seeds = int_list(args.units, "--units"), int_list(args.seeds, "--seeds")
+    result = measure(config, reference, units, seeds, args.workers)
+    for e in result["estimates"]:
+        interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit"
+        print(f"{e['metric']}: multiplier {e['multiplier']:.3g} ({interval})")
+    print(f"written: {write_json(ws.path('multiplier.json'), result)}")
+    return 0
