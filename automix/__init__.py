@@ -1,12 +1,11 @@
 """automix: search how to pre-train a language model for a data-constrained language.
 
-import automix
-result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
-result = automix.search_objective(my_objective, {"x": {"type": "float", "low": 0, "high": 1}}, n_trials=20)
+    import automix
+    result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"))
 
-The public API is re-exported here; the parts live in subpackages (docs/design.md, "Layout"):
-`config`, `samplers`, `study`, `tracking`, `trial`, `engine`, `analysis`, `scaling`, with private
-`_modules`.
+The public API is re-exported here, lazily; the parts live in subpackages with private `_modules`
+(docs/design.md, "Layout"): `config`, `samplers`, `study`, `tracking`, `trial`, `resources`,
+`console`, `scheduling`, `driver`, `analysis`, `scaling`, `cli`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 # Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports `automix.trial`,
 # and must not pay for Ray's driver side, MLflow, the samplers and the μP tools on the way.
 _EXPORTS = {
-    "ConfigError": "automix.config",
+    "ConfigError": "automix.errors",
     "SearchConfig": "automix.config",
     "StudyConfig": "automix.config",
     "load_config": "automix.config",
@@ -27,8 +26,8 @@ _EXPORTS = {
     "SearchResult": "automix.study",
     "Reporter": "automix.trial",
     "TrainerObjective": "automix.trial",
-    "search": "automix.engine",
-    "search_objective": "automix.engine",
+    "search": "automix.driver",
+    "search_objective": "automix.driver",
     "transfer": "automix.scaling",
     "verify_transfer": "automix.scaling",
 }
@@ -50,8 +49,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from automix.config import ConfigError, SearchConfig, SearchSpace, StudyConfig, load_config, load_space
-    from automix.engine import search, search_objective
+    from automix.config import SearchConfig, SearchSpace, StudyConfig, load_config, load_space
+    from automix.driver import search, search_objective
+    from automix.errors import ConfigError
     from automix.scaling import transfer, verify_transfer
     from automix.study import SearchResult, Workspace
     from automix.trial import Reporter, TrainerObjective

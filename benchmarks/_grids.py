@@ -111,8 +111,8 @@ def export(work: Path, name: str, space: str, overrides: list[str]) -> Path:
 
     from automix.config._space import load_space
     from automix.config._study import load_config
-    from automix.engine._searcher import earlier_reports
     from automix.protocol import REQUEUED_FROM
+    from automix.scheduling._searcher import earlier_reports
 
     example = load_config(ROOT / "examples" / "ar_en_cpu.yaml", overrides)
     axes = load_space(ROOT / space).grid

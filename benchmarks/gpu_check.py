@@ -6,7 +6,7 @@
 Sections, most important first, each skipped (and said so) when the time budget left is below its estimate:
 1. ours vs HF GPT-2 at ~150M (benchmarks/_gpu.py GPT_150M), eager, then compiled, with MFU;
 2. packing: K processes on one GPU, each training the example proxy with `trainer.train.run`,
-   summed tokens/s, next to what automix/engine/_packing.py predicts;
+   summed tokens/s, next to what automix/resources/_packing.py predicts;
 3. fidelity: the example trial's target_val_loss on the GPU (bf16 eager, bf16 compiled, fp32)
    against fp32 on the CPU (trained in the background from the start);
 4. the test suite's CUDA tests (`pytest -k cuda`, where pytest is there);
@@ -18,7 +18,6 @@ Imports only trainer/ (pydantic, mup; pandas for the coordinate check): no Ray, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -131,13 +130,10 @@ def _barrier(folder: Path, k: int, deadline: float) -> None:
 
 
 def packing_model():
-    """automix/engine/_packing.py loaded by path: the package's __init__ would import Ray."""
-    path = _gpu.ROOT / "automix" / "engine" / "_packing.py"
-    spec = importlib.util.spec_from_file_location("automix_packing", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """automix/resources/_packing.py: its package imports no Ray, Optuna or MLflow, so it loads here."""
+    from automix.resources import _packing
+
+    return _packing
 
 
 def section_150m(check: Check, compiled: bool) -> str:
@@ -182,7 +178,7 @@ def section_packing(check: Check) -> str:
 
 
 def predicted_packing(check: Check, config: TrainConfig) -> str:
-    """What automix/engine/_packing.py says for the proxy and the ~150M shape on this device."""
+    """What automix/resources/_packing.py says for the proxy and the ~150M shape on this device."""
     packing = packing_model()
     free = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else 80 * 10**9
     where = f"{free / 1e9:.0f} GB free" + ("" if torch.cuda.is_available() else " (assumed: no GPU)")
@@ -308,7 +304,9 @@ def section_tests(check: Check) -> str:
         "-o",
         "filterwarnings=",
     ]
-    command += ["-rs", "-k", "cuda", "tests/test_compile.py", "tests/test_train.py"]  # test_packing imports Ray
+    # automix.resources imports no Ray: the packing test runs where only the trainer's needs are installed
+    command += ["-rs", "-k", "cuda", "tests/trainer/test_compile.py", "tests/trainer/test_train.py"]
+    command += ["tests/resources/test_packing.py"]
     try:
         done = subprocess.run(command, cwd=_gpu.ROOT, capture_output=True, text=True, timeout=check.left())
     except subprocess.TimeoutExpired:

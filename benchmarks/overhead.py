@@ -27,7 +27,7 @@ import time
 from _common import ROOT, machine, print_table, study_config
 from ray import tune
 
-from automix.engine._search import search
+from automix.driver._search import search
 
 
 class Timeline(tune.Callback):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from _common import Clock, machine, print_table, study_config
 
-from automix.engine._search import search
+from automix.driver._search import search
 
 # A fixed set: 400k-800k training tokens each (~8-15 s of training at 1 thread).
 TRIALS = [

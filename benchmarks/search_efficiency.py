@@ -44,11 +44,11 @@ from ray.tune.search import Searcher
 
 from automix.config._space import SearchSpace
 from automix.config._study import SearchConfig, load_config
-from automix.engine._schedulers import checkpoint_cadence, make_scheduler
-from automix.engine._search import search_objective
-from automix.engine._searcher import StudySearcher
+from automix.driver._search import search_objective
 from automix.protocol import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, trained_tokens, user_params
 from automix.samplers import make_sampler
+from automix.scheduling._schedulers import checkpoint_cadence, make_scheduler
+from automix.scheduling._searcher import StudySearcher
 from automix.trial._objective import Reporter
 
 METRIC = "target_val_loss"

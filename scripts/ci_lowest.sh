@@ -71,28 +71,29 @@ fi
 echo "lowest venv installed in $(($(date +%s) - start)) s"
 }
 
-# pytest in the lowest venv, with a basetemp of its own per phase (pytest makes it, not its parents).
+# pytest in the lowest venv, in one process (-n 0: it runs beside the main suite), with a basetemp of its
+# own per phase (pytest makes it, not its parents).
 lowest_pytest() {
   local name=$1
   shift
   mkdir -p build/lowest-tmp
-  "$PY" -m pytest -q -p no:cacheprovider --basetemp="build/lowest-tmp/$name" "$@"
+  "$PY" -m pytest -q -n 0 -p no:cacheprovider --basetemp="build/lowest-tmp/$name" "$@"
 }
 
 # The fast tests that touch the version-dependent APIs (MLflow store, Optuna storage and samplers,
 # transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 20 min.
 # The one of them that runs a search (so starts Ray) goes with the Ray test.
-JOURNAL_SEARCH=tests/test_storage.py::test_a_journal_study_goes_through_search_and_report
+JOURNAL_SEARCH=tests/study/test_storage.py::test_a_journal_study_goes_through_search_and_report
 
 fast() {
-  lowest_pytest fast -m "not slow and not cluster" --deselect "$JOURNAL_SEARCH" tests/test_tracking.py \
-    tests/test_storage.py tests/test_export.py tests/test_data.py tests/test_cost_sampler.py tests/test_robust_sampler.py \
-    tests/test_train.py tests/test_cli.py
+  lowest_pytest fast -m "not slow and not cluster" --deselect "$JOURNAL_SEARCH" tests/tracking/test_tracking.py \
+    tests/study/test_storage.py tests/trainer/test_export.py tests/trainer/test_data.py \
+    tests/samplers/test_cost_sampler.py tests/samplers/test_robust_sampler.py tests/trainer/test_train.py tests/cli/test_cli.py
 }
 
 ray_test() {
   lowest_pytest ray "$JOURNAL_SEARCH" \
-    "tests/test_search_engine.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
+    "tests/driver/test_search_objective.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
 }
 
 status=0

@@ -18,9 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from automix.config import ConfigError, load_config
+from automix.config import load_config
+from automix.errors import ConfigError
 from trainer.atomic import atomic_write
-from trainer.corpus import HF_PREFIX, CorpusError, read_hub
+from trainer.documents import HF_PREFIX, read_hub
+from trainer.errors import CorpusError
 
 SUFFIXES = (".jsonl", ".txt")
 

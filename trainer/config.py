@@ -138,8 +138,12 @@ class BudgetConfig(_Strict):
         return self.epochs
 
 
-class TrainConfig(_Strict):
-    """One training run: data, model, optimiser, budget, evaluation cadence, device."""
+class RunSettings(_Strict):
+    """What a run trains and how: data, model, optimiser, budget, seed, cadences, device.
+
+    A study config (automix's `StudyConfig`) extends it with how to search; a `TrainConfig` with
+    what one run writes and resumes.
+    """
 
     data: DataConfig
     model: ModelConfig = ModelConfig()
@@ -147,6 +151,9 @@ class TrainConfig(_Strict):
     budget: BudgetConfig
     seed: int = 0
     eval_every_tokens: int = Field(200_000, ge=1, description="fixed token marks keep trials comparable")
+    checkpoint_every_tokens: int | None = Field(
+        1_000_000, ge=1, description="save the training state this often (needs out_dir); none: only at the end"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: OnOffAuto = Field(
         "auto",
@@ -156,11 +163,13 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU; fp32: no autocast anywhere"
     )
+
+
+class TrainConfig(RunSettings):
+    """One training run: the run settings, plus where it writes, what it resumes, threads and its divergence guard."""
+
     threads: int | None = Field(None, ge=1, description="torch threads; default: the trial's CPU share")
     out_dir: str | None = Field(None, description="checkpoints and the final model; none: nothing saved")
-    checkpoint_every_tokens: int | None = Field(
-        1_000_000, ge=1, description="save the training state this often (needs out_dir); none: only at the end"
-    )
     resume_from: str | None = Field(None, description="another run's out_dir to continue from (a re-queued trial)")
     divergence_factor: float = Field(
         2.0, gt=1, description="stop as diverged when the smoothed train loss exceeds this × its best"

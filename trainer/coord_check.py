@@ -1,15 +1,10 @@
 """Coordinate check: do activation scales stay flat as the model grows, over the first training steps?
 
-Along width: under μP the typical size of every activation coordinate (embedding output, each
-block's output, the logits) is independent of width at every step; under SP with Adam, updates to
-hidden matrices add up over the width and the later activations and logits grow with it.
-Along depth (at a fixed width): under CompleteP the residual stream the readout sees, and the
-logits, stay flat in depth, because each of the L branches is scaled by 1/m_L; under μP every
-block adds an update of the same size, so they grow with L (Dey et al. 2025, Figure 7).
-
-Each model trains for a few steps on one fixed batch (the recipe of mup's coord check, with our
-model, data and optimiser), and for each module and step the slope of log mean|x| against log
-size is fitted: about 0 means flat, 1 means proportional to the width (or depth).
+Along width, under μP every activation coordinate's typical size is independent of width; under
+SP with Adam the later activations and logits grow with it. Along depth (fixed width), under
+CompleteP the residual stream and the logits stay flat; under μP they grow with L (Dey et al.
+2025, Figure 7). Each model trains a few steps on one fixed batch (mup's recipe), and the slope of
+log mean|x| against log size is fitted per module and step: 0 is flat, 1 proportional.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Corpora → token ids → the mixed, repeated training stream; validation sets.
 
-With U = budget.unique_tokens, L = data.seq_len, E = epochs and r = mix_ratio:
-
-- The target pool is the first U+1 tokens of the target corpus in the document order seeded by
-  `data.data_seed`; it is cut into n_chunks = U // L chunks, chunk i = pool[i*L : i*L + L + 1].
-- n_target target and n_aux auxiliary sequences, as `trainer/budget.py` `TokenPlan` counts them.
-- Exactly n_aux of the n_total positions, picked by a permutation seeded by `seed`, are auxiliary.
-- Target sequences walk the chunks in a fresh order each epoch (seeded by `seed` and the epoch); the
-  last epoch may be partial. Auxiliary sequences are consecutive L+1 windows of the auxiliary corpus
-  in its own seeded document order, never repeated.
-
-`batch(step)` is a pure function of the step, so a run can resume anywhere.
+`TrainStream` holds the U/E/r plan of one run (the counts are `trainer/budget.py`'s `TokenPlan`);
+`batch(step)` is a pure function of the step, so a run can resume anywhere. The corpora come from
+the token cache (`trainer/token_cache.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +16,8 @@ import torch
 
 from trainer.budget import TokenPlan
 from trainer.config import DataConfig, TrainConfig
-from trainer.corpus import CorpusError, TokenArray, load_tokens
+from trainer.errors import CorpusError
+from trainer.token_cache import TokenArray, load_tokens
 from trainer.tokenizer import Tokenizer, build_tokenizer
 
 __all__ = [
@@ -55,7 +48,17 @@ def _epoch_order(seed: int, epoch: int, n_chunks: int) -> np.ndarray:
 
 
 class TrainStream:
-    """The training sequences of one run: which come from which corpus, and in what order."""
+    """The training sequences of one run: which come from which corpus, and in what order.
+
+    With U = budget.unique_tokens, L = data.seq_len, E = epochs and r = mix_ratio:
+    - the target pool is the first U+1 tokens of the target corpus in the document order seeded by
+      `data.data_seed`, cut into n_chunks = U // L chunks, chunk i = pool[i*L : i*L + L + 1];
+    - n_target target and n_aux auxiliary sequences, as `TokenPlan` counts them; exactly n_aux of
+      the n_total positions, picked by a permutation seeded by `seed`, are auxiliary;
+    - target sequences walk the chunks in a fresh order each epoch (seeded by `seed` and the epoch;
+      the last epoch may be partial); auxiliary sequences are consecutive L+1 windows of the
+      auxiliary corpus in its own seeded document order, never repeated.
+    """
 
     def __init__(self, target: TokenArray, auxiliary: TokenArray | None, cfg: TrainConfig):
         budget, L = cfg.budget, cfg.data.seq_len

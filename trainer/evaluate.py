@@ -1,13 +1,10 @@
 """Evaluation: per-language validation loss (nats per token) and multiple-choice accuracy.
 
-Multiple choice: each item of a JSONL set `{id, context, choices, label}` is scored by
-the log-likelihood of every choice given its context, as a sum and per byte of the choice (the
-length-normalised score; topic names or exam answers differ in length, and a sum favours short
-ones). Contexts longer than the model's window are left-truncated. All (item, choice) sequences of
-a set are tokenized once, sorted by length and scored in padded batches, one forward per batch.
-
-The scorer takes any model that maps ids [B, T] to logits: this trainer's `Transformer` (which
-returns `(logits, loss)`), a Hugging Face causal LM (an object with `.logits`), or a plain tensor.
+Multiple choice: each item of a JSONL set `{id, context, choices, label}` is scored by the
+log-likelihood of every choice given its context, as a sum and per byte of the choice (a sum
+favours short answers). Contexts longer than the window are left-truncated; sequences are scored
+in length-sorted padded batches. Any model mapping ids [B, T] to logits works: this trainer's
+`Transformer` (`(logits, loss)`), a Hugging Face causal LM (`.logits`), or a plain tensor.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Export a checkpoint as an ordinary Hugging Face GPT-2 (`AutoModelForCausalLM.from_pretrained` loads it).
 
 Our model is GPT-2-shaped on purpose (learned positions, pre-LN, tanh-GELU MLP, no linear biases,
-untied head), so only four things need care:
-- layout: `nn.Linear` stores [out, in], GPT-2's `Conv1D` [in, out]: every matrix is transposed;
-  GPT-2's linears have biases, which are written as zeros;
-- the readout: `MuReadout` computes W·(output_mult·x/width_mult), so the exported head is
-  W·output_mult/width_mult;
-- attention: GPT-2 scales logits by 1/sqrt(d_head), ours by `attention_scale` (c/d_head under μP);
-  q·k is linear in q, so multiplying the query weights by scale·sqrt(d_head) gives the same logits;
-- CompleteP's residual-branch multiplier 1/m_L (1 under μP and SP): each branch ends in a linear
-  projection, so it is folded into that projection's weights.
-The tokenizer becomes a `tokenizers` fast tokenizer with the same ids (bytes 0..255 + eos 256, or
-our BPE's own tokenizer.json) wrapped in `PreTrainedTokenizerFast`.
+untied head), so only the layout and the parametrisation's multipliers need care
+(`gpt2_state_dict`). The tokenizer becomes a `tokenizers` fast tokenizer with the same ids (bytes
+0..255 + eos 256, or our BPE's own tokenizer.json) wrapped in `PreTrainedTokenizerFast`.
 """
 
 from __future__ import annotations
@@ -32,20 +24,13 @@ from trainer.tokenizer import EOS, BPETokenizer, ByteTokenizer, Tokenizer, load_
 
 
 def resolve_checkpoint(source: str | Path) -> Path:
-    """`model.pt` itself, a run/trial directory holding it, or a study work dir (its best trial)."""
+    """`model.pt` itself, or a run/trial directory holding it (`automix export` finds a study's best trial)."""
     path = Path(source)
     if path.is_file():
         return path
     if (path / "model.pt").is_file():
         return path / "model.pt"
-    best = path / "best.json"
-    if best.is_file():
-        number = json.loads(best.read_text()).get("best_trial")
-        if number is not None and (path / "trials" / f"{number:04d}" / "model.pt").is_file():
-            return path / "trials" / f"{number:04d}" / "model.pt"
-    raise FileNotFoundError(
-        f"no checkpoint at {source}: give a model.pt, a run directory holding one, or a study work dir"
-    )
+    raise FileNotFoundError(f"no checkpoint at {source}: give a model.pt or a run directory holding one")
 
 
 def gpt2_config(model: Transformer, eos_id: int) -> GPT2Config:
@@ -71,7 +56,16 @@ def gpt2_config(model: Transformer, eos_id: int) -> GPT2Config:
 
 @torch.no_grad()
 def gpt2_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """Our weights in GPT-2's names and layout, with the parametrisation's multipliers folded in (module doc)."""
+    """Our weights in GPT-2's names and layout, with the parametrisation's multipliers folded in.
+
+    - layout: `nn.Linear` stores [out, in], GPT-2's `Conv1D` [in, out]: every matrix is transposed;
+      GPT-2's linears have biases, which are written as zeros;
+    - the readout: `MuReadout` computes W·(output_mult·x/width_mult): the head is W·output_mult/width_mult;
+    - attention: GPT-2 scales logits by 1/sqrt(d_head), ours by `attention_scale` (c/d_head under μP);
+      q·k is linear in q, so the query weights are multiplied by scale·sqrt(d_head);
+    - CompleteP's residual-branch multiplier 1/m_L (1 under μP and SP) is folded into the linear
+      projection that ends each branch.
+    """
     cfg = model.cfg
     d_head = cfg.width // cfg.n_heads
     q_fold = attention_scale(cfg) * math.sqrt(d_head)

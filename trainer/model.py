@@ -2,23 +2,7 @@
 
 The layout follows GPT-2 (learned positions, LayerNorm, tanh-GELU MLP, untied head) so that an
 export can map it onto `transformers.GPT2LMHeadModel` by folding the multipliers into weights.
-
-μP recipe (Yang et al. 2022, mup's README):
-- the output layer is `mup.MuReadout` (zero-initialised, logits multiplied by 1/width_mult);
-- `mup.set_base_shapes(model, base, delta=delta)` runs before any re-initialisation and before
-  the optimiser is built; weights are then drawn with `mup.init.*`, which shrink the std of
-  hidden matrices by 1/sqrt(width_mult);
-- attention logits scale as 1/d_head rather than 1/sqrt(d_head);
-- `mup.MuAdamW` divides the lr of hidden matrices by width_mult (see `build_optimizer`).
-
-CompleteP recipe (depth; Dey et al. 2025, arXiv 2505.01618, Table 1 with α = 1, and its reference
-code, github.com/EleutherAI/nanoGPT-mup branch `completep`), on top of μP, with m_L = depth/base_depth:
-- each residual branch (attention, MLP) is multiplied by 1/m_L;
-- hidden init has no depth term: GPT-2's residual-projection std 1/sqrt(2·L) is taken at base_depth;
-- AdamW's ε for the residual blocks' parameters is ε/(m_N·m_L), m_N = width/base_width;
-- the depth factor of the hidden, norm and bias lr is m_L^(α-1) = 1 and wd has none: μP's lr and wd.
-At depth = base_depth and width = base_width a completep model is the mup model, number for number.
-Under `parametrization: sp` base shapes are the model's own, so every multiplier is 1.
+`build_model` has the μP and CompleteP recipes; under `sp` every multiplier is 1.
 """
 
 from __future__ import annotations
@@ -137,7 +121,21 @@ def _reinit(model: Transformer) -> None:
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, init: bool = True) -> Transformer:
-    """Build a model with base shapes set; `init=False` skips drawing weights (checkpoint reload)."""
+    """Build a model with base shapes set; `init=False` skips drawing weights (checkpoint reload).
+
+    μP (Yang et al. 2022, mup's README): the output layer is `mup.MuReadout` (zero-initialised,
+    logits multiplied by 1/width_mult); `mup.set_base_shapes` runs before any re-initialisation and
+    before the optimiser is built; `mup.init.*` shrinks the std of hidden matrices by
+    1/sqrt(width_mult); attention logits scale as 1/d_head; `mup.MuAdamW` divides the lr of hidden
+    matrices by width_mult (`build_optimizer`).
+
+    CompleteP (depth; Dey et al. 2025, arXiv 2505.01618, Table 1 at α = 1, and its reference code,
+    EleutherAI/nanoGPT-mup branch `completep`), on top of μP with m_L = depth/base_depth: each
+    residual branch is multiplied by 1/m_L; hidden init has no depth term (GPT-2's 1/sqrt(2·L) is
+    taken at base_depth); AdamW's ε for the residual blocks is ε/(m_N·m_L), m_N = width/base_width;
+    lr and wd need no depth factor. At the base shape a completep model is the mup model, number
+    for number. Under `sp` base shapes are the model's own.
+    """
     model = Transformer(cfg, vocab_size, seq_len)
     if cfg.parametrization != "sp":
         # Base and delta differ in every width dimension; built on the meta device (no memory).

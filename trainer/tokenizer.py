@@ -17,7 +17,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from trainer.atomic import atomic_write, write_json
 from trainer.config import DataConfig
-from trainer.corpus import content_key, digest, document_order, read_documents
+from trainer.documents import content_key, digest, document_order, read_documents
 
 EOS = "<eos>"
 BYTE_FILE = "byte_tokenizer.json"

@@ -145,11 +145,8 @@ class LossReader:
 def compile_wanted(setting: str, device: torch.device) -> bool:
     """Whether `TrainConfig.compile` asks for torch.compile on `device`.
 
-    `auto` compiles on CUDA only. On CPU (2 cores, 1 thread, torch 2.13; benchmarks/throughput.py
-    --compile) the example proxy (w64 d2, batch 16 x 128) trained at the same speed within the
-    noise, median 14.3k vs 13.6k tokens/s, per-pair ratios 0.84-1.20, while the first compilation
-    took 140 s and each later run of the same shape 2-4 s more warm-up (inductor's cache): longer
-    than a 10% gain would save on the example's 800k-token trial.
+    `auto` compiles on CUDA only: on CPU the example proxy trained no faster compiled, and the
+    compilation cost more than it could save (BENCHMARKS.md "torch.compile on CPU").
     """
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
@@ -305,7 +302,7 @@ def _evaluation_metrics(config: TrainConfig, setup: _Setup, state: LoopState, st
         "epoch": epochs_in(state.tokens, config.budget.unique_tokens, config.budget.mix_ratio),
         "lr": config.optim.learning_rate * setup.lr_factor(step),
         # Past the stable phase the loss falls with the lr, not with progress: schedulers must not
-        # rank this report against other trials' stable-phase ones (automix/engine/_schedulers.py).
+        # rank this report against other trials' stable-phase ones (automix/scheduling/_schedulers.py).
         "decaying": step > decay_start_step(setup.n_steps, config.optim.decay_frac),
         "train_loss": state.loss_sum / state.batches,
         "target_val_loss": validation_loss(model, setup.data.target_valid, batch_size, autocast),
@@ -374,11 +371,10 @@ def run(config: TrainConfig, report: Report | None = None) -> RunResult:
         metrics["compute_time_s"] = state.compute_s
         state.loss_sum, state.batches = 0.0, 0
         state.history.append(metrics)
-        # Saved before the report: a scheduler may stop the run at this very report (Ray ends the
-        # trial without returning to it), and a later trial of the same config continues from here.
+        # Saved before the report (a scheduler may stop the run at it, and a later trial of the same
+        # config continues from here), on fixed token marks like evaluations: a scheduler's rungs
+        # (automix/scheduling/_schedulers.py) stay checkpoints however far an evaluation overshoots.
         if out_dir and config.checkpoint_every_tokens and state.tokens >= state.next_checkpoint and not last:
-            # On fixed token marks, as evaluations are: a scheduler's rungs (multiples of its grace,
-            # automix/engine/_schedulers.py) stay checkpoints however far an evaluation overshoots.
             every = config.checkpoint_every_tokens
             state.next_checkpoint = (state.tokens // every + 1) * every
             state.elapsed = time.perf_counter() - start

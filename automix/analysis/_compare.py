@@ -2,11 +2,7 @@
 
 A lever is a search space (mixing alone, tuning alone, or both); its searches are the studies that
 share that space and budget and differ in their seeds. A search's best trial was *selected* on its
-own seed's noise, so it is re-trained from seeds no search saw: unbiased means, and the first lever
-minus each other one with two intervals. The seed-only one pairs the levers seed by seed (a seed's
-luck cancels). The other also counts search-to-search variation: which point a search ends on is
-itself random, so a verdict from one search per lever can be search luck. It is a Welch t interval
-on the searches' means; a bootstrap over three searches would see only ten resamples and be too narrow.
+own seed's noise, so it is re-trained from seeds no search saw (`compare_levers` has the statistics).
 """
 
 from __future__ import annotations
@@ -20,7 +16,8 @@ from scipy import stats
 
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.study._results import trained
 
 METRICS = ("target_val_loss", "target_acc", "aux_val_loss", "aux_acc", "target_acc_chance")
@@ -29,6 +26,12 @@ DIFF_METRICS = ("target_val_loss", "target_acc")
 
 def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers: int = 1) -> dict[str, Any]:
     """Re-train the best of every study under `seeds` and compare the levers.
+
+    Unbiased means, and the first lever minus each other one with two intervals. The seed-only one
+    pairs the levers seed by seed (a seed's luck cancels). The other also counts search-to-search
+    variation: which point a search ends on is itself random, so a verdict from one search per lever
+    can be search luck. It is a Welch t interval on the searches' means; a bootstrap over three
+    searches would see only ten resamples and be too narrow.
 
     Args:
         configs: the studies; those with the same search space are searches of one lever, and the
@@ -49,8 +52,9 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
     """
     budget = _common_budget(configs)
     searches = [_search_entry(config) for config in configs]
+    trains = [s.pop("train_config") for s in searches]
     runs = train_many(
-        [with_seed(s.pop("train_config"), seed) for s in searches for seed in seeds],
+        [with_seed(train, seed) for train in trains for seed in seeds],
         [Path(s["reruns_dir"]) for s in searches for _ in seeds],
         workers,
     )

@@ -1,14 +1,8 @@
 """Effective-data multiplier: how much more unique target data the mixed run is worth.
 
 Reference runs train on the target alone (r = 0) with tuned settings at several U. A curve
-metric(U) is fitted to them and inverted at the mixed run's score: multiplier = U_equivalent / U.
-
-The curve is the data-constrained form of Muennighoff et al. (2023): repeated data counts as
-D' = U + U·R*·(1 − exp(−(E − 1)/R*)) effective tokens, and metric = a + b·(D'/D0)^(−β) (a loss
-falls, b > 0; an accuracy rises, b < 0). R* = 15.4 is their fit; when every reference run has
-the same E, D' is a fixed multiple of U and R* cancels out of the multiplier. With fewer than
-four distinct U (or a failed fit) a monotone log-linear fit metric = a + b·ln(D'/D0) is used.
-The uncertainty is a bootstrap over the reference points and the mixed run's seeds.
+metric(U) is fitted to them (`fit_curve`: Muennighoff et al. 2023's data-constrained form) and
+inverted at the mixed run's score: multiplier = U_equivalent / U, with a bootstrap interval.
 """
 
 from __future__ import annotations
@@ -24,7 +18,8 @@ from scipy.optimize import curve_fit
 
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.study._workspace import Workspace
 
 R_STAR = 15.4  # Muennighoff et al. 2023: repeated epochs' value decays with this timescale
@@ -63,7 +58,13 @@ class Fit:
 
 
 def fit_curve(d: np.ndarray, y: np.ndarray) -> Fit:
-    """Fit the power form to (D', metric) points, or the log-linear form when data are thin."""
+    """Fit the power form to (D', metric) points, or the log-linear form when data are thin.
+
+    Repeated data counts as D' = U + U·R*·(1 − exp(−(E − 1)/R*)) effective tokens (`effective_data`),
+    and metric = a + b·(D'/D0)^(−β) (a loss falls, b > 0; an accuracy rises, b < 0). When every
+    reference run has the same E, D' is a fixed multiple of U and R* cancels out of the multiplier.
+    With fewer than four distinct U (or a failed fit) the fit is log-linear: a + b·ln(D'/D0).
+    """
     d, y = np.asarray(d, float), np.asarray(y, float)
     d0 = float(np.exp(np.mean(np.log(d))))  # scale D' to ~1: the fit is well conditioned
     x = d / d0
@@ -192,6 +193,7 @@ def measure(
 
     The mixed run is the best trial of `config`'s study; the reference settings are the best of
     `reference`'s study with r = 0 (a tune-only study is the right reference), trained at each U.
+    The interval is a bootstrap over the reference points and the mixed run's seeds.
     """
     if any(u <= config.data.seq_len for u in units) or len(set(units)) < 2:
         raise ConfigError(f"--units needs at least two distinct values above seq_len, got {list(units)}")

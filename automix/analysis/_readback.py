@@ -14,7 +14,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.protocol import REJECTED
 from automix.study._results import best_trials
 from automix.study._workspace import Workspace

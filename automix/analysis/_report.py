@@ -1,13 +1,8 @@
 """`automix report`: one self-contained HTML page and a Markdown twin, with PNGs, for one study.
 
-Sections: summary, optimisation history, parallel coordinates, contour of the metric over
-mix_ratio × weight_decay, lever importance (PED-ANOVA and fANOVA), Pareto front of target loss vs
-target accuracy, mix vs tune (`compare.json`), the effective-data multiplier (`multiplier.json`)
-and transfer plots (`transfer*.png`), the last three when their commands have written them into
-the work directory. A section without data says why instead of vanishing, so every report has
-the same outline. Interactive figures come from `optuna.visualization` (plotly, inlined: the page
-works offline); PNGs from `optuna.visualization.matplotlib` and matplotlib. Everything is logged
-to the study's latest MLflow parent run under `report/`.
+A section without data says why instead of vanishing, so every report has the same outline
+(`build_report` lists the sections). Interactive figures come from `optuna.visualization` (plotly,
+inlined: the page works offline); PNGs from `optuna.visualization.matplotlib` and matplotlib.
 """
 
 from __future__ import annotations
@@ -337,7 +332,15 @@ def _transfer(data: StudyData, report: Report, section: Section) -> None:
 
 
 def build_report(config: StudyConfig, out_dir: Path | None = None, log_to_mlflow: bool = True) -> tuple[Path, Path]:
-    """Write the report of `config`'s study into `out_dir` (default WORK/report); returns (html, md)."""
+    """Write the report of `config`'s study into `out_dir` (default WORK/report); returns (html, md).
+
+    Sections: summary, optimisation history, parallel coordinates, contour of the metric over
+    mix_ratio × weight_decay, lever importance (PED-ANOVA and fANOVA), Pareto front of target loss vs
+    target accuracy, mix vs tune (`compare.json`), the effective-data multiplier (`multiplier.json`)
+    and transfer plots (`transfer*.png`), the last three once their commands have written them into
+    the work directory. With `log_to_mlflow`, everything goes to the study's latest MLflow parent
+    run under `report/`.
+    """
     data = load_study_data(config)
     out_dir = out_dir or data.work_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

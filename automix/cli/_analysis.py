@@ -7,6 +7,7 @@ from pathlib import Path
 
 from automix.cli._common import STORAGE_HELP, int_list, print_rows, study_args, with_storage, workspace
 
+
 def add_commands(sub) -> None:
     """Register the commands of this group."""
     p = sub.add_parser("report", help="HTML + Markdown report of a study, logged to its MLflow parent run")

@@ -6,7 +6,6 @@ Nothing heavy at import: each command imports what it uses when it runs (docs/de
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from automix.errors import ConfigError
 
@@ -45,7 +44,9 @@ def tracking_store(args: argparse.Namespace) -> tuple[str, str | None]:
     if args.config:
         ws = workspace(args)[1]
         return ws.tracking_uri, ws.experiment
-    return f"sqlite:///{Path(args.work_dir).resolve() / 'mlflow.db'}", None
+    from automix.study import Workspace
+
+    return Workspace.at(args.work_dir).tracking_uri, None
 
 
 def int_list(text: str, flag: str) -> list[int]:

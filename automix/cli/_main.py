@@ -8,7 +8,10 @@ import os
 import signal
 import sys
 
-from automix.cli import _analysis, _run, _scaling, _ui
+from automix.cli._analysis import add_commands as add_analysis
+from automix.cli._run import add_commands as add_run
+from automix.cli._scaling import add_commands as add_scaling
+from automix.cli._ui import add_commands as add_ui
 from automix.errors import ConfigError
 from trainer.errors import CorpusError
 
@@ -22,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every command, in the order `automix --help` lists them."""
     parser = argparse.ArgumentParser(prog="automix", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (_run, _analysis, _scaling, _ui):
-        group.add_commands(sub)
+    for add_commands in (add_run, add_analysis, add_scaling, add_ui):
+        add_commands(sub)
     return parser
 
 
@@ -66,4 +69,3 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop("AUTOMIX_VERBOSE", None)
         else:
             os.environ["AUTOMIX_VERBOSE"] = before
-

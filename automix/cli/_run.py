@@ -9,6 +9,7 @@ from pathlib import Path
 from automix.cli._common import study_args, tracking_store, workspace
 from automix.errors import ConfigError
 
+
 def add_commands(sub) -> None:
     """Register the commands of this group."""
     p = sub.add_parser("search", help="search weight decay, lr, epochs and mix ratio on a μP proxy")

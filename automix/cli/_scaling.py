@@ -8,6 +8,7 @@ from pathlib import Path
 from automix.cli._common import STORAGE_HELP, study_args, workspace
 from automix.errors import ConfigError
 
+
 def add_commands(sub) -> None:
     """Register the commands of this group."""
     p = sub.add_parser("transfer", help="train a study's best (or given) trial at wider (and deeper) models")
@@ -103,16 +104,22 @@ def _verify_transfer(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from automix.study import Workspace
     from trainer.export import export
 
-    source = args.source
-    if source.endswith((".yaml", ".yml")):  # a study config: its best trial, from wherever the study is kept
-        args.config = source
-        source = str(_best_trial_dir(*workspace(args)))
+    source = Path(args.source)
+    if source.suffix in (".yaml", ".yml"):  # a study config: its best trial, from wherever the study is kept
+        args.config = args.source
+        source = _best_trial_dir(*workspace(args))
+    elif source.is_dir() and not (source / "model.pt").is_file():  # a study's work dir: the trial best.json names
+        source = Workspace.at(source).best_trial_dir() or source
     try:
         print(f"Hugging Face model: {export(source, args.out)}")
-    except FileNotFoundError as e:
-        raise ConfigError(str(e)) from None
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no checkpoint at {args.source}: give a study config, a model.pt, a run directory holding one, "
+            "or a study work dir"
+        ) from None
     return 0
 
 
@@ -122,4 +129,4 @@ def _best_trial_dir(config, workspace) -> Path:
     best = best_trials(workspace.load_study(), config.search)
     if not best:
         raise ConfigError(f"study '{config.study}' has no COMPLETE trial to export")
-    return workspace.trials_dir / f"{best[0].number:04d}"
+    return workspace.trial_dir(best[0].number)

@@ -10,6 +10,7 @@ from pathlib import Path
 from automix.cli._common import is_server, study_args, tracking_store
 from automix.errors import ConfigError
 
+
 def add_commands(sub) -> None:
     """Register the commands of this group."""
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the study's store")

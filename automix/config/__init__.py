@@ -2,7 +2,6 @@
 
 from automix.config._space import SearchSpace, load_space, parse_space
 from automix.config._study import (
-    ConfigError,
     SearchConfig,
     StudyConfig,
     TrackingConfig,
@@ -12,7 +11,6 @@ from automix.config._study import (
 )
 
 __all__ = [
-    "ConfigError",
     "SearchConfig",
     "SearchSpace",
     "StudyConfig",

@@ -1,17 +1,8 @@
 """Search spaces: a YAML spec → Optuna distributions, fixed values, and the map onto a trainer config.
 
-```yaml
-params:
-  weight_decay:  {type: float, low: 0.01, high: 10, log: true}
-  epochs:        {type: int, low: 1, high: 32, log: true}
-  mix_ratio:     {type: float, low: 0.0, high: 0.75, step: 0.05}
-  model.depth:   {type: categorical, choices: [2, 3]}
-  learning_rate: 3.0e-3          # a plain value is fixed, not searched
-```
-A `grid: [...]` list in a param's spec gives the values the `grid` sampler sweeps (a paper-style
-full sweep); the other samplers use the range.
-The four vocabulary names map onto the trainer's fields; any other name is a dotted path into
-the trainer config (`optim.beta2`, `model.depth`).
+The four vocabulary names (weight_decay, learning_rate, epochs, mix_ratio; docs/design.md,
+"Vocabulary") map onto the trainer's fields; any other name is a dotted path into the trainer
+config (`optim.beta2`, `model.depth`). `parse_space` has the format.
 """
 
 from __future__ import annotations
@@ -23,7 +14,8 @@ from typing import Any
 import optuna.distributions as od
 from pydantic import ValidationError
 
-from automix.config._study import ConfigError, config_keys, did_you_mean, format_validation_error, read_yaml_mapping
+from automix.config._study import config_keys, did_you_mean, format_validation_error, read_yaml_mapping
+from automix.errors import ConfigError
 from trainer.config import TrainConfig
 
 ALIASES = {
@@ -97,7 +89,18 @@ def resolve_space_path(path: str | Path) -> Path:
 
 
 def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace:
-    """Build a space from the `params` mapping of a space file (see the module doc)."""
+    """Build a space from the `params` mapping of a space file.
+
+    A plain value is fixed, not searched; a `grid: [...]` list gives the values the `grid` sampler
+    sweeps (a paper-style full sweep), the other samplers use the range::
+
+        params:
+          weight_decay:  {type: float, low: 0.01, high: 10, log: true}
+          epochs:        {type: int, low: 1, high: 32, log: true}
+          mix_ratio:     {type: float, low: 0.0, high: 0.75, step: 0.05}
+          model.depth:   {type: categorical, choices: [2, 3]}
+          learning_rate: 3.0e-3
+    """
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"search space {source} needs a non-empty 'params' mapping")
     distributions, fixed, grid = {}, {}, {}
@@ -116,9 +119,23 @@ def parse_space(params: dict[str, Any], source: str = "<python>") -> SearchSpace
 
 
 def load_space(path: str | Path, base: TrainConfig | None = None) -> SearchSpace:
-    """Parse a space YAML strictly: `params` is its only key, every spec key is known; with `base`,
-    every name maps onto a trainer field and every bound, choice and grid value is one the trainer
-    accepts. Any problem is a one-line ConfigError naming the file."""
+    """Parse a space YAML strictly (the format: `parse_space`).
+
+    Args:
+        path: The space file; a bare name is looked up in the installed `search_spaces/`.
+        base: A trainer config: every name must then map onto one of its fields, and every bound,
+            choice and grid value must be one the trainer accepts.
+
+    Returns:
+        The `SearchSpace`: distributions to search, values to fix, grid values.
+
+    Raises:
+        ConfigError: one line naming the file (`params` is the only top-level key).
+
+    Example:
+        >>> space = load_space("search_spaces/paper.yaml")  # doctest: +SKIP
+        >>> sorted(space.distributions)  # doctest: +SKIP
+    """
     source = resolve_space_path(path)
     raw = read_yaml_mapping(source, f"search space {source}", "a mapping with a 'params' key")
     for key in raw:

@@ -16,11 +16,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from trainer.config import BudgetConfig, DataConfig, ModelConfig, OnOffAuto, OptimConfig, TrainConfig
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; the message is one line."""
+from automix.errors import ConfigError
+from trainer.config import RunSettings, TrainConfig
 
 
 def _registered_sampler(name: str) -> str:
@@ -57,7 +54,7 @@ class SearchConfig(_Strict):
     gpus_per_trial: float | Literal["auto"] = Field(
         "auto",
         description="GPU share per trial; auto packs as many trials per GPU as memory, compute and CPU cores "
-        "allow (automix/engine/_packing.py), 0 without a GPU; a fraction such as 0.25 sets it",
+        "allow (automix/resources/_packing.py), 0 without a GPU; a fraction such as 0.25 sets it",
     )
     scheduler: Literal["asha", "median", "none"] = "asha"
     fidelity: Literal["progress", "tokens"] = Field(
@@ -113,8 +110,10 @@ class TrackingConfig(_Strict):
     )
 
 
-class StudyConfig(_Strict):
-    """Everything `automix search` needs."""
+class StudyConfig(RunSettings):
+    """Everything `automix search` needs: the trainer's run settings (`trainer.config.RunSettings`:
+    data, model, optim, budget, seed, cadences, device) every trial starts from, plus the study's
+    name and storage, how to search and where to track."""
 
     study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     work_dir: str | None = Field(None, description="default: runs/<study>")
@@ -124,25 +123,12 @@ class StudyConfig(_Strict):
         "sqlite file in work_dir; the --storage flag overrides it",
     )
     storage_retry_s: float = Field(60, ge=0, description="how long calls wait out an unreachable database server")
-    data: DataConfig
-    model: ModelConfig = ModelConfig()
-    optim: OptimConfig = OptimConfig()
-    budget: BudgetConfig
-    seed: int = 0
-    eval_every_tokens: int = Field(200_000, ge=1)
-    checkpoint_every_tokens: int | None = Field(1_000_000, ge=1, description="trial checkpoint cadence")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: OnOffAuto = Field("auto", description="torch.compile: auto is on for CUDA only")
-    precision: Literal["auto", "fp32"] = Field("auto", description="auto: bf16 autocast on CUDA; fp32: none")
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def base_train_config(self) -> TrainConfig:
         """The trainer config every trial starts from, before the space's params are applied."""
-        shared = {"data", "model", "optim", "budget", "seed", "eval_every_tokens", "checkpoint_every_tokens"}
-        shared |= {"device", "compile", "precision"}
-        fields = self.model_dump(include=shared)
-        return TrainConfig.model_validate(fields)
+        return TrainConfig.model_validate(self.model_dump(include=set(RunSettings.model_fields)))
 
 
 def default_cache_dir() -> Path:
@@ -250,8 +236,20 @@ def read_yaml_mapping(path: Path, name: str, shape: str) -> dict:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
     """Read a YAML study config, apply `a.b=value` overrides (values parsed as YAML), validate.
 
-    A problem is a one-line `ConfigError` that says whether the key came from the file or from an
-    override, and suggests the closest known key for an unknown one.
+    Args:
+        path: The YAML file (data, model, optim, budget, search, tracking sections).
+        overrides: `key=value` items with dotted keys, e.g. `search.n_trials=4`.
+
+    Returns:
+        The validated `StudyConfig`, with corpus, cache and work paths made absolute.
+
+    Raises:
+        ConfigError: one line that says whether the key came from the file or from an override,
+            and suggests the closest known key for an unknown one.
+
+    Example:
+        >>> config = load_config("examples/ar_en_cpu.yaml", ["search.n_trials=4"])  # doctest: +SKIP
+        >>> config.base_train_config().budget.total_tokens  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from automix.config._space import SearchSpace, load_space
-from automix.config._study import ConfigError, SearchConfig, StudyConfig
+from automix.config._study import SearchConfig, StudyConfig
+from automix.errors import ConfigError
 from automix.samplers import grid_size
 from automix.scheduling import checkpoint_cadence
 from automix.study._workspace import Workspace
@@ -67,7 +68,7 @@ def trainer_plan(config: StudyConfig, settings: SearchConfig, workspace: Workspa
     max_tokens = _max_tokens(space, cost, settings.max_train_tokens)
     r_max = _corner(space, ("mix_ratio",), max).get("mix_ratio", space.fixed.get("mix_ratio", base.budget.mix_ratio))
     worst = base.budget.model_copy(update={"mode": "fixed_tokens", "train_tokens": max_tokens, "mix_ratio": r_max})
-    objective = TrainerObjective(base, space, workspace.trials_dir, cpu_threads(settings.cpus_per_trial))
+    objective = TrainerObjective(base, space, workspace.trial_dir, cpu_threads(settings.cpus_per_trial))
     logged = {**flatten(config.model_dump()), **flatten(settings.model_dump(), "search.")}
     return Plan(
         objective,

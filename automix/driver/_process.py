@@ -20,8 +20,8 @@ from typing import Any
 
 import ray
 
-from automix.config._study import ConfigError
 from automix.console import LOG_NAME, quiet_output
+from automix.errors import ConfigError
 
 
 def _installed_paths() -> set[Path]:

@@ -24,10 +24,11 @@ from ray import tune
 from ray.tune.stopper import CombinedStopper
 
 from automix.config._space import SpaceLike, as_space
-from automix.config._study import ConfigError, SearchConfig, StudyConfig, format_validation_error
+from automix.config._study import SearchConfig, StudyConfig, format_validation_error
 from automix.console import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
 from automix.driver._preflight import Plan, objective_plan, trainer_plan
 from automix.driver._process import make_writable, ray_init, terminate_as_interrupt
+from automix.errors import ConfigError
 from automix.resources import resolve_gpus_per_trial
 from automix.samplers import make_sampler
 from automix.scheduling import (
@@ -47,7 +48,8 @@ from automix.tracking._store import Tracker, check_tracking_uri
 from automix.trial._objective import Objective
 from automix.trial._trainable import make_trainable
 from trainer.atomic import write_json
-from trainer.data import CorpusError, prepare
+from trainer.data import prepare
+from trainer.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +67,29 @@ def search(
 ) -> SearchResult:
     """Search the built-in trainer objective of a study config and return the result.
 
-    `settings` override `SearchConfig` fields (sampler, n_trials, concurrency, scheduler, metric,
-    mode, max_train_tokens, max_total_tokens, time_budget_s, enqueue, ...). `sampler` is a registered
-    name (`automix.samplers.sampler_names()`) or an `optuna.samplers.BaseSampler` instance, used as
-    given (not re-seeded) and named by its class in MLflow's `sampler` tag. `storage` overrides the
-    config's Optuna storage, `address` joins a Ray cluster. `resume=True` continues the study;
-    `join=True` runs alongside other drivers of it (a journal file or a database, not sqlite).
-    `callbacks` are extra Ray Tune callbacks, called before automix's own. Bad input raises
-    `ConfigError` or `CorpusError` before anything is written.
+    Args:
+        config: The study config (`automix.load_config`).
+        storage: An Optuna storage URL or `journal:PATH`; overrides the config's `storage`.
+        address: A Ray cluster to join (`auto`, `ray://HOST:10001`); default: start one here.
+        resume: Continue the study (without it, an existing study is refused).
+        join: Run alongside other drivers of the study (a journal file or a database, not sqlite).
+        verbose: Print the live view or progress lines (Ray's and MLflow's own output goes to
+            WORK/automix.log either way).
+        callbacks: Extra Ray Tune callbacks, called before automix's own.
+        **settings: `SearchConfig` fields to override (`sampler`, `n_trials`, `concurrency`,
+            `scheduler`, `max_train_tokens`, ...). `sampler` is a registered name
+            (`automix.samplers.sampler_names()`) or an `optuna.samplers.BaseSampler` used as given.
+
+    Returns:
+        The `SearchResult`: best params and value, every trial, the Pareto front, where it is kept.
+
+    Raises:
+        ConfigError, CorpusError: bad input, before anything is written.
+
+    Example:
+        >>> import automix  # doctest: +SKIP
+        >>> result = automix.search(automix.load_config("examples/ar_en_cpu.yaml"), n_trials=4)  # doctest: +SKIP
+        >>> result.best_params  # doctest: +SKIP
     """
     if not isinstance(config, StudyConfig):
         raise ConfigError(
@@ -103,13 +120,29 @@ def search_objective(
 ) -> SearchResult:
     """Search a custom `objective(params, report) -> dict` over `space` and return the result.
 
-    `space` is a `SearchSpace`, a space file's path, a dict of Optuna distributions, or a dict in
-    the space-file format (`{"x": {"type": "float", "low": 0, "high": 1}}`, with or without a
-    top-level `params`). `cost(params)` gives a suggestion's training tokens, for
-    `max_train_tokens`. The other arguments are those of `search` (`sampler` too: a name or an
-    `optuna.samplers.BaseSampler` instance); `study`, `work_dir`, `storage` and `tracking_uri` say
-    where it is kept (default: `runs/<study>`, sqlite files in it). Early stopping compares trials
-    at equal `tokens` unless `fidelity="progress"` (the objective then reports `progress`).
+    Args:
+        objective: `objective(params, report) -> metrics`; it calls `report({...})` at each
+            evaluation with `tokens` (the scheduler's axis) and its metric (a `Reporter`).
+        space: A `SearchSpace`, a space file's path, a dict of Optuna distributions, or a dict in
+            the space-file format (`{"x": {"type": "float", "low": 0, "high": 1}}`).
+        study, work_dir, storage, tracking_uri: Where the study is kept (default: `runs/<study>`,
+            sqlite files in it).
+        cost: `cost(params)`, a suggestion's training tokens (for `max_train_tokens` and the
+            cost-aware samplers).
+        address, resume, join, verbose, callbacks, **settings: As in `search`. Early stopping
+            compares trials at equal `tokens` unless `fidelity="progress"` (then report `progress`).
+
+    Returns:
+        The `SearchResult`.
+
+    Example:
+        >>> def bowl(params, report):  # doctest: +SKIP
+        ...     loss = (params["x"] - 0.3) ** 2
+        ...     report({"tokens": 1, "loss": loss})
+        ...     return {"loss": loss}
+        >>> result = automix.search_objective(  # doctest: +SKIP
+        ...     bowl, {"x": {"type": "float", "low": 0, "high": 1}}, metric="loss", n_trials=20
+        ... )
     """
     workspace = Workspace.of(study, work_dir, storage, tracking_uri)
     # `progress` is optional in a custom objective's reports, `tokens` is not: its early stopping

@@ -1,22 +1,9 @@
 """How many trials share one GPU: `gpus_per_trial = 1/k`, from a trial's size and the GPU it runs on.
 
-Small μP proxies leave a GPU mostly idle: a step of the example proxy (w64, d2, batch 16 x 128) is
-~1 GFLOP, so a trial is bound by Python and kernel launches, and K processes on one GPU add up.
-Measured on one H200 (torch 2.11; benchmarks/gpu_check.py repeats it), summed tokens/s:
-
-    example proxy:            K=1 0.37M, 4: 1.46M, 8: 2.80M, 16: 3.30M
-    w256 d4, seq 512, b 32:   K=1 1.76M, 4: 4.69M, 8: 7.18M
-
-k is the smallest of four limits:
-- memory: the GPU's free memory over one trial's peak (`trial_bytes`);
-- compute: enough trials to fill the GPU while each waits on its own host side (`compute_limit`);
-  a ~150M model at batch 32 x 1024 fills it alone, so k stays at 1-2 there;
-- CPU cores: each trial runs its own process and data thread;
-- `MAX_PER_GPU`: past 16 the proxy's summed throughput gained only 18% from 8, and every
-  process holds its own CUDA context.
-
-Pure functions of their arguments, except `visible_gpu_free_bytes` and `resolve_gpus_per_trial`,
-which look at the machine when not told.
+Small μP proxies leave a GPU mostly idle: a trial is bound by Python and kernel launches, and K
+processes on one GPU add up (BENCHMARKS.md "GPU packing"). `pack` takes the smallest of four
+limits: memory, compute, CPU cores and `MAX_PER_GPU`. Pure functions of their arguments, except
+`visible_gpu_free_bytes` and `resolve_gpus_per_trial`, which look at the machine when not told.
 """
 
 from __future__ import annotations
@@ -31,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
 
-MAX_PER_GPU = 16
+MAX_PER_GPU = 16  # past it the proxy's summed throughput barely grew, and each process holds a CUDA context
 CUDA_CONTEXT_BYTES = 500 * 2**20  # per process: CUDA context, cuBLAS workspace, kernels loaded
 BYTES_PER_PARAM = 18  # fp32 weight, gradient and two AdamW moments (16), bf16 autocast copy (2)
 # Saved for backward per token per layer, in bytes: fp32 LayerNorm inputs (2 x 4w), bf16 matmul
@@ -41,9 +28,9 @@ ACTIVATION_BYTES_PER_WIDTH = 36
 LOGIT_BYTES = 14  # per token per vocabulary entry: bf16 logits, their fp32 copy, softmax and gradient
 HEADROOM = 0.9  # of the free memory: the caching allocator fragments, and backward needs scratch
 # Compute: a step takes HOST_S_BASE + HOST_S_PER_LAYER·depth of host time (Python, kernel
-# launches; the proxy's 5.5 ms per step at K=1) and its FLOPs at PACKED_FLOPS (what the H200 gave
-# summed over 8 packed w256 d4 trials). Packed processes never interleave perfectly, so
-# OVERSUBSCRIBE times the count that would just fill the GPU fits the measured optima (8 for w256 d4).
+# launches) and its FLOPs at PACKED_FLOPS; packed processes never interleave perfectly, so
+# OVERSUBSCRIBE times the count that would just fill the GPU. All three are fitted to one H200's
+# measurements (BENCHMARKS.md "GPU packing").
 HOST_S_BASE, HOST_S_PER_LAYER = 2e-3, 1.5e-3
 PACKED_FLOPS = 2e14
 OVERSUBSCRIBE = 1.5
@@ -100,7 +87,13 @@ class Packing:
 
 
 def pack(size: TrialSize, free_bytes: int, cpu_cores: int, cpus_per_trial: float = 1.0) -> Packing:
-    """How many trials of `size` share a GPU with `free_bytes` free, on a machine with `cpu_cores`."""
+    """How many trials of `size` share a GPU with `free_bytes` free, on a machine with `cpu_cores`.
+
+    k is the smallest of: memory (the free memory over one trial's peak, `trial_bytes`); compute
+    (enough trials to fill the GPU while each waits on its own host side, `compute_limit`: a ~150M
+    model at batch 32 x 1024 fills it alone); CPU cores (each trial runs its own process and data
+    thread); and `MAX_PER_GPU`.
+    """
     limits = {
         "memory": int(HEADROOM * free_bytes // trial_bytes(size)),
         "compute": compute_limit(size),

@@ -1,33 +1,10 @@
 """Cost-aware sampling: expected improvement per token, cooled (`costei`, `costtrend`).
 
-automix knows what a suggestion costs before it trains (T = E·U/(1−r) for the built-in trainer,
-`automix/engine/_preflight.py`), and on data-constrained surfaces the best point is among the most
-expensive ones (BENCHMARKS.md "Search efficiency"). The cost-aware samplers of the registry
-(automix/samplers/_registry.py) use that:
-
-`costgp` and `costtpe`: Optuna's GPSampler / TPESampler whose start-up trials are quasi-random points
-from the cheapest quarter of the space (`CheapStartSampler`, automix/samplers/_cheap_start.py: this
-module's start-up design) instead of 10 uniform random ones, which on the real grid cost 3–9% of the
-grid's tokens by themselves.
-
-`costei` (`CostAwareSampler`), the same start-up, then its own model and acquisition:
-- a Gaussian process (Matern 5/2, MAP hyperparameters; numpy) on the unit cube, optionally over a
-  linear trend in log cost (`trend`: the sampler `costtrend`; it halves the tokens on the real replay
-  grids, whose best point is their dearest, and doubles them on synthetic surfaces whose optimum is
-  inside the box: BENCHMARKS.md "Cost trend"); the model is automix/samplers/_gp_model.py;
-- the candidate maximizing log EI − α·log(cost / cheapest cost): EI per token while α = 1, cooled to
-  plain EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost)), so it spends on
-  expensive points once cheap ones are understood (EI-cool, Lee et al. 2020);
-- candidates: the whole space when it is a small finite grid, else Sobol points plus perturbations
-  of the best trials, refined by a local random search.
-
-Both learn from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
-(BENCHMARKS.md: learning from it steered GP away from the best region, 0/10 seeds), and a suggestion
-the searcher refused to train (`automix.protocol.REJECTED`) was never observed. Points already
-trained to their end, failed, or running are never proposed again by `costei`.
-
-scipy's Sobol sampler is imported where it is used: `automix.config` looks the sampler names up in
-this package when it validates a config (automix/samplers/_registry.py), and must stay light.
+automix knows what a suggestion costs before it trains (T = E·U/(1−r), `trainer/budget.py`), and
+on data-constrained surfaces the best point is among the most expensive ones (BENCHMARKS.md "Search
+efficiency on the real task"). `costgp` and `costtpe` are Optuna's GP / TPE after a cheap start-up
+(`CheapStartSampler`); `CostAwareSampler` (`costei`, `costtrend`) has its own model and acquisition.
+scipy's Sobol sampler is imported where it is used: the config layer looks the names up here.
 """
 
 from __future__ import annotations
@@ -124,13 +101,22 @@ class Encoder:
 
 
 class CostAwareSampler(BaseSampler):
-    """Cost-cooled expected improvement per token over a GP, optionally over a log-cost trend (module doc).
+    """Cost-cooled expected improvement per token over a GP, optionally over a log-cost trend.
 
     The samplers `costei` (`trend=False`) and `costtrend` (`trend=True`). The first
-    `n_startup_trials` suggestions are Sobol points from the cheapest part of the space; then it
+    `n_startup_trials` suggestions are Sobol points from the cheapest part of the space (uniform
+    random start-up points are dear on the real grid: BENCHMARKS.md "Cost-aware search"); then it
     fits its model (automix/samplers/_gp_model.py) to the COMPLETE trials and proposes the candidate
-    with the highest log EI − α·log(cost / cheapest cost), α cooled from 1 to 0 as tokens are
-    spent. A point already trained to its end, failed or running is never proposed again.
+    with the highest log EI − α·log(cost / cheapest cost): EI per token while α = 1, cooled to plain
+    EI as tokens are spent (α = 1 − spent / (cooling · the largest trial's cost); EI-cool, Lee et al.
+    2020). Candidates: the whole space when it is a small finite grid, else Sobol points plus
+    perturbations of the best trials, refined by a local random search.
+
+    It learns from COMPLETE trials only: a pruned trial's last loss is a pessimistic early estimate
+    that steered GP away from the best region (BENCHMARKS.md "Cost-aware search"), and a suggestion
+    the searcher refused to train (`automix.protocol.REJECTED`) was never observed. A point already
+    trained to its end, failed or running is never proposed again. The trend (`costtrend`) wins where
+    the best point is the dearest and loses where the optimum is inside the box (BENCHMARKS.md "Cost trend").
 
     Args:
         search_space: The distributions (known before the first trial, so that it is cheap too;
@@ -223,7 +209,7 @@ class CostAwareSampler(BaseSampler):
             return {}
         enc = Encoder(search_space)
         # A failed point is taken too: the trainer is deterministic, so it would fail again (a crashed
-        # trial is re-queued by the searcher, automix/engine/_searcher.py, not re-proposed here).
+        # trial is re-queued by the searcher, automix/scheduling/_searcher.py, not re-proposed here).
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.FAIL)
         trials = study.get_trials(deepcopy=False, states=states)
         # Observations: finished, finite losses; never a suggestion the searcher refused to train

@@ -1,13 +1,10 @@
 """The cost-aware samplers' model: a small exact Gaussian process, optionally over a trend, and log EI.
 
 `CostAwareSampler` (automix/samplers/_cost.py) fits it to the COMPLETE trials on the unit cube
-(`Encoder`) at every suggestion:
-- a Gaussian process (Matern 5/2, ARD, MAP hyperparameters; numpy + scipy), `GP`;
-- optionally under a linear trend of the loss in log cost (`fit_model`'s `trend`; the sampler
-  `costtrend`): cheap trials extrapolate to dear ones. It halves the tokens on the real replay grids,
-  whose best point is their dearest, and doubles them on synthetic surfaces whose optimum is inside
-  the box (BENCHMARKS.md "Cost trend");
-- `log_ei`, the log of expected improvement of its predictions, which the sampler weighs against cost.
+(`Encoder`) at every suggestion: `GP` (Matern 5/2, ARD, MAP hyperparameters; numpy + scipy),
+optionally under a linear trend of the loss in log cost (`fit_model`'s `trend`, the sampler
+`costtrend`: cheap trials extrapolate to dear ones), and `log_ei`, which the sampler weighs
+against cost.
 """
 
 from __future__ import annotations

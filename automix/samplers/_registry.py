@@ -1,14 +1,10 @@
 """The samplers by name: ONE mapping from a name to its factory, which `search.sampler` is checked against.
 
-Each factory is `(space, seed, cost) -> BaseSampler`, seeded by `seed` alone: the same seed gives the
-same suggestions (the benchmarks rely on it, benchmarks/samplers.py). `cost(params)` is a suggestion's
-training tokens; the cost-aware samplers (`costei`, `costtrend`, `costgp`, `costtpe`) weigh expected
-improvement or their start-up design against it, the others ignore it.
-
-`automix.config` validates `search.sampler` against this mapping when a config is validated, not when
-it is imported (automix/config/_study.py): this package imports the config layer (SearchSpace,
-ConfigError), so the config cannot import it at its own import time. A name added with
-`register_sampler` is therefore accepted by configs validated after it.
+Each factory is `(space, seed, cost) -> BaseSampler`, seeded by `seed` alone: the same seed gives
+the same suggestions (benchmarks/samplers.py relies on it). `cost(params)` is a suggestion's
+training tokens; the cost-aware samplers weigh against it, the others ignore it. The config layer
+checks `search.sampler` here when a config is validated, not at import (this package imports the
+config layer), so a name added with `register_sampler` is accepted by configs validated after it.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.samplers import BaseSampler
 
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 from automix.samplers._cheap_start import CheapStartSampler
 from automix.samplers._cost import CostAwareSampler
 from automix.samplers._robust import RobustSampler
@@ -135,7 +131,7 @@ def register_sampler(name: str, factory: SamplerFactory) -> None:
     Args:
         name: The new name; a name already registered is refused (a built-in keeps its meaning).
         factory: `factory(space, seed, cost) -> optuna.samplers.BaseSampler`. `space` is the
-            `SearchSpace`, `seed` the search's sampler seed (automix/engine/_search.py
+            `SearchSpace`, `seed` the search's sampler seed (automix/driver/_search.py
             `sampler_seed`), `cost` a suggestion's training tokens `cost(params)` or None. Seed
             every random draw from `seed`, so that a search can be repeated.
 

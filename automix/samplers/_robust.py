@@ -2,26 +2,9 @@
 
 A Gaussian process standardizes the losses it is given. One diverged run (loss ≈ log of the
 vocabulary, 7 against 1.3–2 for the rest) then sets the scale: the differences that matter near
-the optimum shrink to noise, and the GP spends its trials mapping the cliff (BENCHMARKS.md,
-"Samplers across surfaces": on the `cliff` surface Optuna's GPSampler needed 6.8× the tokens it
-needs without the cliff, more than TPE, which only ranks). A failed trial (a NaN loss is FAIL in
-automix) is worse still: the GP never learns that its region is bad and proposes it again.
-
-`RobustSampler` hands the wrapped sampler a copy of the study (in memory, rebuilt per suggestion)
-in which
-- each finished loss above the median of the finished losses is clipped to the median: the model
-  fits the better half of the surface, where the optimum is, and sees the worse half as flat;
-- each failed trial with params counts as finished at the median: its region is not better;
-- a suggestion the searcher refused to train (user attribute `automix.protocol.REJECTED`: over the
-  cost cap, or already trained; automix/engine/_searcher.py) is left out: it was never observed,
-  so it says nothing about its region's loss;
-- running trials keep their params, so the wrapped sampler's handling of pending points holds.
-Everything else (the search space, the start-up phase, ask/tell) is the wrapped sampler's own.
-
-Clipping at Tukey's upper fence (Q3 + 1.5·IQR) or at median + 3·MAD was tried first; on the cliff
-surface (3 seeds, tokens to beat a 5⁴ grid) they needed 325M and 186M tokens against 119M for the
-median, and on the surface without the cliff 52M and 48M against 65M (stock GPSampler: 493M and
-72M; TPE 387M and 295M).
+the optimum shrink to noise, and the GP spends its trials mapping the cliff. A failed trial (a NaN
+loss is FAIL in automix) is worse still: the GP never learns that its region is bad. `RobustSampler`
+shows the wrapped sampler a copy of the study with both tamed (BENCHMARKS.md "Samplers across surfaces").
 """
 
 from __future__ import annotations
@@ -43,7 +26,10 @@ class RobustSampler(BaseSampler):
     wrapped sampler suggests on an in-memory copy of the study in which losses above the median of
     the finished ones are clipped to it, failed trials count as finished at the median, and
     suggestions the searcher rejected (`automix.protocol.REJECTED`) are left out; the study itself
-    keeps the true values (the module doc has why and the measurements). A multi-objective study,
+    keeps the true values. Running trials keep their params, so the wrapped sampler's handling of
+    pending points holds; everything else (the search space, the start-up, ask/tell) is its own.
+    Clipping at Tukey's fence or at median + 3·MAD was tried first and did worse on the cliff
+    surface (BENCHMARKS.md "Samplers across surfaces"). A multi-objective study,
     or a suggestion without a relative search space, goes to the wrapped sampler unchanged.
 
     Args:
@@ -101,7 +87,7 @@ class RobustSampler(BaseSampler):
         finished = [t for t in trials if t.state == TrialState.COMPLETE]
         sign = 1.0 if study.direction == StudyDirection.MINIMIZE else -1.0
         # The median, not Tukey's fence (Q3 + 1.5·IQR): when over a quarter of the trials diverged
-        # the fence is itself a diverged loss and clips nothing (the module doc's measurements).
+        # the fence is itself a diverged loss and clips nothing (BENCHMARKS.md "Samplers across surfaces").
         ceiling = sign * float(np.median([sign * t.value for t in finished])) if len(finished) >= 4 else None
         shadow = optuna.create_study(direction=study.direction)
         copies = []

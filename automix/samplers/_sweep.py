@@ -8,7 +8,7 @@ import optuna
 import optuna.distributions as od
 
 from automix.config._space import SearchSpace
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 
 
 def grid_values(space: SearchSpace) -> dict[str, list]:
@@ -79,7 +79,7 @@ class SweepSampler(optuna.samplers.GridSampler):
         search_space: Each param's values (`grid_values`), as for Optuna's `GridSampler`.
         seed: Seeds the order in which the points are visited; trial number k gets the k-th
             point of the seeded shuffle (so a resumed sweep keeps its seed:
-            automix/engine/_search.py `sampler_seed`).
+            automix/driver/_search.py `sampler_seed`).
 
     Example:
         ::

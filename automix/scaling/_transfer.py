@@ -1,36 +1,24 @@
-"""Transfer: train a proxy trial's settings at wider (and deeper) models (`transfer`), and check that they hold.
+"""Transfer: train a proxy trial's settings at wider (and deeper) models (`transfer`).
 
-The rule (docs/transfer.md, docs/design.md "μP transfer"):
-- `learning_rate` and `weight_decay` are stated at `base_width` and copied unchanged to every width.
-  MuAdamW then gives each hidden matrix lr/m and wd·m (m = width/base_width), so its per-step decay
-  lr·wd is the base width's; embeddings, norms and the readout keep lr (the readout's 1/m is in
-  its forward). `effective_lr_wd` reads these numbers back from a real optimiser.
-- Depth (`parametrization: completep`): they are also stated at `base_depth` and copied unchanged
-  to every depth; the model scales each residual branch by base_depth/depth and the blocks' AdamW ε
-  (CompleteP, α = 1). Under μP or SP a new depth is only a new model: nothing promises the optimum stays.
-- The data budget keeps the proxy's repetition rate: same unique tokens U, epochs E and mix ratio r.
-- Another budget at the target, U' (`unique_tokens`) or T' (`train_tokens`), keeps E and r, so U and
-  T grow by one factor k, and weight decay becomes wd/k (`budget_rule`: what it assumes, and where
-  it is measured).
+lr and wd are stated at the base shape and copied unchanged (μP in width, CompleteP in depth);
+the data budget keeps U, E and r, or moves to another U' or T' by `budget_rule`. `target_config`
+has the rules; docs/transfer.md and docs/design.md ("μP transfer") the reasons.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial
 from pydantic import ValidationError
 
 from automix.config._space import SearchSpace, load_space
-from automix.config._study import ConfigError, StudyConfig, format_validation_error
+from automix.config._study import StudyConfig, format_validation_error
+from automix.errors import ConfigError
 from automix.study._results import best_trials
 from automix.study._workspace import Workspace
 from automix.tracking._store import Tracker, flatten
@@ -165,7 +153,15 @@ def target_config(
     depth: int | None = None,
     unique_tokens: int | None = None,
 ) -> TrainConfig:
-    """The proxy's trainer config at `width` (and `depth`, and another budget), by the rules of the module doc.
+    """The proxy's trainer config at `width` (and `depth`, and another budget).
+
+    - `learning_rate` and `weight_decay` are stated at `base_width` and copied unchanged. MuAdamW
+      gives each hidden matrix lr/m and wd·m (m = width/base_width), so its per-step decay lr·wd is
+      the base width's; embeddings, norms and the readout keep lr (`effective_lr_wd` reads them back).
+    - Depth (`parametrization: completep`): also stated at `base_depth` and copied unchanged; the
+      model scales each residual branch by base_depth/depth and the blocks' AdamW ε (CompleteP,
+      α = 1). Under μP or SP a new depth is only a new model: nothing promises the optimum stays.
+    - The data budget keeps U, E and r; another U' or T' keeps E and r and rescales wd (`budget_rule`).
 
     Args:
         proxy: the proxy trial's trainer config; lr and wd stay as stated (at its base shape).
@@ -186,28 +182,14 @@ def target_config(
 def study_config_from_tracking(study: str, work_dir: Path) -> StudyConfig:
     """The resolved config a search logged (`config.json` of its MLflow parent run) in `work_dir`."""
     workspace = Workspace.of(study, work_dir)
-    uri = workspace.tracking_uri
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(study) if workspace.path("mlflow.db").exists() else None
-    runs = (
-        client.search_runs(
-            [experiment.experiment_id],
-            filter_string=f"attributes.run_name = 'search-{study}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+    tracker = Tracker.existing(workspace.tracking_uri, study)
+    config = tracker.search_config(study) if tracker is not None else None
+    if config is None:
+        raise ConfigError(
+            f"no search of study '{study}' tracked in {workspace.tracking_uri}: pass --config CONFIG instead"
         )
-        if experiment
-        else []
-    )
-    if not runs:
-        raise ConfigError(f"no search of study '{study}' tracked in {uri}: pass --config CONFIG instead")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(runs[0].info.run_id, "config.json", tmp)
-        except MlflowException as e:  # e.g. a moved work dir: its artifact store moved with it
-            raise ConfigError(f"cannot read the config of study '{study}' ({e}): pass --config CONFIG") from None
-        # the directory the study was found in wins over the one recorded (a moved or copied study)
-        return StudyConfig.model_validate({**json.loads(Path(path).read_text()), "work_dir": str(work_dir)})
+    # the directory the study was found in wins over the one recorded (a moved or copied study)
+    return StudyConfig.model_validate({**config, "work_dir": str(work_dir)})
 
 
 def source_trial(config: StudyConfig, trial: int | None = None) -> FrozenTrial:
@@ -233,7 +215,7 @@ def transfer(
     depth: int | None = None,
     unique_tokens: int | None = None,
 ) -> TransferResult:
-    """Train the best (or given) trial of `config`'s study at each of `widths`; see the module doc.
+    """Train the best (or given) trial of `config`'s study at each of `widths` (`target_config`'s rules).
 
     Each run is an MLflow run under the study's experiment (parent `transfer-trial-N`, tags
     `kind=transfer`, `width`, `depth`, `source_trial`) with its checkpoint in
@@ -251,6 +233,10 @@ def transfer(
 
     Returns:
         What was trained, with its metrics and checkpoints.
+
+    Example:
+        >>> result = transfer(load_config("examples/ar_en_cpu.yaml"), [128, 256])  # doctest: +SKIP
+        >>> [r["metrics"]["target_val_loss"] for r in result.runs]  # doctest: +SKIP
     """
     if not widths:
         raise ConfigError("transfer: give at least one target width (--widths 256 512)")
@@ -258,8 +244,8 @@ def transfer(
     source = source_trial(config, trial)
     base = config.base_train_config()
     space = load_space(config.search.space, base)
-    out = workspace.path("transfer") / f"trial-{source.number:04d}"
-    proxy = TrainerObjective(base, space, out).config_for(source.params)
+    out = workspace.transfer_dir(source.number)
+    proxy = TrainerObjective(base, space, workspace.trial_dir).config_for(source.params)
     targets = [target_config(proxy, w, train_tokens, depth, unique_tokens) for w in widths]
     if depth not in (None, proxy.model.depth) and proxy.model.parametrization != "completep":
         log.warning(

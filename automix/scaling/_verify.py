@@ -1,12 +1,9 @@
 """Verify transfer by measurement: LR × size and WD × size sweeps along width or along depth.
 
-Along width μP is measured against SP; along depth (at a fixed width) CompleteP against μP. Each grid
-point is one ordinary training run (the study config's data and budget, only lr, wd, the size and
-the parametrisation changed) in its own process; every run is an MLflow run in the study's
-experiment tagged `kind=verify`, and its final loss is cached under its config's fingerprint in
-`WORK/verify_transfer/runs/`, so a second call trains only what is missing. The criterion: under
-the transferring parametrisation the best lr stays within one 2× grid step across the sizes; under
-the other it drifts.
+Along width μP is measured against SP; along depth (at a fixed width) CompleteP against μP. Each
+grid point is one training run in its own process, an MLflow run tagged `kind=verify`, cached
+under its config's fingerprint in `WORK/verify_transfer/runs/`. The criterion: under the
+transferring parametrisation the best lr stays within one 2× grid step across the sizes.
 """
 
 from __future__ import annotations
@@ -22,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.scaling._transfer import quietly, with_values
 from automix.study._workspace import Workspace
 from automix.tracking._store import Tracker, flatten
@@ -86,6 +84,10 @@ def verify_transfer(
         The losses, the best value per size and its drift. Also writes them (JSON) and a plot of
         loss vs lr and wd per size to `WORK/verify_transfer/`: `verify_transfer.*` along width,
         `verify_transfer_depth_wW.*` along depth at width W.
+
+    Example:
+        >>> result = verify_transfer(load_config("examples/ar_en_cpu.yaml"), [32, 64, 128])  # doctest: +SKIP
+        >>> result.transfers("lr")  # doctest: +SKIP
     """
     axis: Axis = "depth" if depths else "width"
     sizes = list(depths or widths)

@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.exceptions import MlflowException
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from automix.config._study import ConfigError
 from automix.console import save_traceback
+from automix.errors import ConfigError
 from automix.protocol import (
     FINAL_KEY,
     NODE_KEYS,
@@ -34,12 +33,11 @@ from automix.protocol import (
     trial_metrics,
     user_params,
 )
-from automix.tracking._store import Tracker
+from automix.tracking._store import Tracker, refused_for_good
 from automix.tracking._system import SystemMetrics
 from automix.tracking._trial import SEARCHED_TAG, TOKENIZER_TAG, dataset_input, log_trial_artifacts, trial_params
 
 log = logging.getLogger(__name__)
-_PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
 
 
 class FailureCallback(Callback):
@@ -158,13 +156,11 @@ class MlflowTrialCallback(Callback):
             start = time.perf_counter()
             try:
                 op()
-            except MlflowException as e:
-                if e.error_code in _PERMANENT_ERRORS:  # it will never succeed: drop it, say so
+            except Exception as e:  # noqa: BLE001 - connection, driver and lock errors: retry later
+                if refused_for_good(e):  # it will never succeed: drop it, say so
                     log.warning("MLflow refused %s: %s", what, e)
                     self._backlog.popleft()
                     continue
-                return self._went_down(e)
-            except Exception as e:  # noqa: BLE001 - connection, driver and lock errors: retry later
                 return self._went_down(e)
             finally:
                 self.seconds += time.perf_counter() - start

@@ -1,23 +1,9 @@
-"""Trial schedulers and search budgets.
+"""Trial schedulers and search budgets: early stopping that compares trials fairly.
 
-Early stopping compares trials at rungs. Where the rungs sit is `search.fidelity`:
-- `progress` (the default): at the same share of each trial's *own* budget (the `progress` a
-  trial reports). Under a loss curve L(t) = L∞ + A·(c·t)^-α shared in shape, L at a share p of T
-  is L∞ + p^-α·(L(T) − L∞): the order at p is the order at the end, whatever T and whatever the
-  data efficiency c of a mix. At equal tokens, a long run (still early in its schedule) or a mixed
-  one (fewer target tokens seen) looks worse than it will end, and was pruned although it ended
-  best (BENCHMARKS.md "Fair multi-fidelity search").
-- `tokens`: at equal tokens trained (automix before 2026-12).
-ASHA stops a trial at `rungs` points at most (default one: at the first report past 1/9 of its
-budget, where only the top third go on; the rung is as fine as the evaluation cadence). Evaluation
-noise at later rungs is as large as the gaps between the best configurations, and a second rung
-cut the fixed-compute grid's best (BENCHMARKS.md "Fair multi-fidelity search").
-Either way the trainer's warmup-stable-decay schedule keeps a partial run a fair estimate only in
-its stable phase: a report made while the lr decays (`decaying` true) neither sets a rung or a
-median nor stops a trial. Nor do they stop a trial marked `KEEP_KEY` (a point proposed again after
-it was pruned, see automix/engine/_searcher.py), whose reports they also leave out. With several
-objectives the scheduler stops on the first metric (Ray's and Optuna's stopping rules are
-single-objective); stopped trials are PRUNED and stay off the Pareto front.
+Rungs sit on the `search.fidelity` axis: `progress` (the default, the same share of each trial's
+own budget) or `tokens` (equal tokens trained). Only stable-phase reports count: a report made
+while the lr decays, or by a kept trial (`KEEP_KEY`), neither sets a rung nor stops a trial.
+docs/design.md ("Early stopping ...") and BENCHMARKS.md "Fair multi-fidelity search" have why.
 """
 
 from __future__ import annotations
@@ -74,7 +60,7 @@ def checkpoint_cadence(settings: SearchConfig, eval_every: int, cadence: int | N
     On the tokens axis ASHA's rungs are grace·rf^k (integer rf: multiples of the grace); on the
     progress axis a rung is the first evaluation at or past a share of the trial's own T, so every
     evaluation is a checkpoint. A pruned point proposed again then continues where it was stopped
-    (automix/engine/_searcher.py). None (checkpoints off) stays off.
+    (automix/scheduling/_searcher.py). None (checkpoints off) stays off.
     """
     if settings.scheduler == "none" or cadence is None:
         return cadence
@@ -84,7 +70,14 @@ def checkpoint_cadence(settings: SearchConfig, eval_every: int, cadence: int | N
 
 
 def make_scheduler(settings: SearchConfig, max_tokens: int, eval_every: int) -> TrialScheduler:
-    """ASHA (default), the median stopping rule, or none, on the `fidelity` axis (module doc)."""
+    """ASHA (default), the median stopping rule, or none, on the `fidelity` axis.
+
+    On `progress`, under a loss curve L(t) = L∞ + A·(c·t)^-α shared in shape, L at a share p of T is
+    L∞ + p^-α·(L(T) − L∞): the order at p is the order at the end, whatever T and whatever the data
+    efficiency c of a mix. ASHA stops a trial at `rungs` points at most (default one: at the first
+    report past 1/9 of its budget, where only the top third go on). With several objectives it stops
+    on the first metric; stopped trials are PRUNED and stay off the Pareto front.
+    """
     metric, mode = settings.metrics[0], settings.modes[0]
     if settings.fidelity == "progress":
         axis, max_t, grace = PROGRESS, 1.0, settings.grace_progress

@@ -2,33 +2,8 @@
 
 Stock `OptunaSearch` records a trial stopped by the scheduler as COMPLETE with its partial loss,
 so the sampler mistakes an early estimate for a final value; it also reports intermediate values
-at Ray's iteration count. `StudySearcher` asks and tells the study itself, and:
-- marks a trial COMPLETE only if it trained to its end (its objective returned: the final result
-  carries `FINAL_KEY`; or its last report said `progress` 1.0), PRUNED if the scheduler stopped it
-  earlier (its intermediate values stay), FAIL if it raised or its value is not finite;
-- reports intermediate values at step = tokens, the axis schedulers compare trials on;
-- tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
-  carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
-- stores each trial's cost (`tokens`, `wall_time_s`) and, from its first result on, the Ray node
-  running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
-- rejects, before training, a suggestion over the per-trial cost cap (it gets a positive
-  `train_tokens` constraint, `Trial.set_constraint`) or with the params of a trial already trained
-  to its end (the trainer is deterministic: same params and seed, same result): it is recorded
-  FAIL with a `REJECTED` user attribute, so no sampler takes it for an observation (a PRUNED trial
-  without reports read as the worst loss to TPE, at the best point's params), is never trained,
-  does not count, and the next try comes from random suggestions seeded by the search's seed;
-- finishes without asking when a finite space (integers, stepped floats, categories) has every
-  point within the cost cap trained to its end, so resuming an exhausted study adds no rejected
-  trials;
-- lets a point the sampler proposes again after the scheduler pruned it train to its end
-  (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
-  nothing from the cut and keeps proposing the same point, which a deterministic trainer would
-  repeat up to the same rung every time. The repeat continues the pruned trial's last checkpoint
-  (`REQUEUED_KEY`; checkpoints fall on the scheduler's rungs, `checkpoint_cadence` in
-  automix/engine/_schedulers.py), so it trains only the rest: freeze-thaw, with the sampler
-  deciding what to thaw. The pruned trial stays PRUNED; the repeat records what it trained
-  (`trained_tokens`) beside where it ended (`tokens`), and gets the pruned trial's reports before
-  its own first one as intermediate values (a crashed trial's re-run too): its whole curve.
+at Ray's iteration count. `StudySearcher` asks and tells the study itself (its docstring lists
+what it records and rejects; docs/design.md, "The searcher drives Optuna's ask/tell itself").
 """
 
 from __future__ import annotations
@@ -49,7 +24,7 @@ from ray import cloudpickle
 from ray.tune.search import Searcher
 
 from automix.config._space import SearchSpace
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 from automix.protocol import (
     COST_KEYS,
     FAIL_REASON,
@@ -78,7 +53,34 @@ log = logging.getLogger(__name__)
 
 class StudySearcher(Searcher):
     """Ray Tune searcher over an Optuna study: truthful trial states, token steps, trial numbers
-    and a cost cap (module doc).
+    and a cost cap. It:
+
+    - marks a trial COMPLETE only if it trained to its end (its objective returned: the final result
+      carries `FINAL_KEY`; or its last report said `progress` 1.0), PRUNED if the scheduler stopped it
+      earlier (its intermediate values stay), FAIL if it raised or its value is not finite;
+    - reports intermediate values at step = tokens, the axis schedulers compare trials on;
+    - tags each suggestion with the Optuna trial number (`TRIAL_KEY`) so trial dirs and MLflow runs
+      carry the same number as the study, and a re-queued trial with the crashed one's (`REQUEUED_KEY`);
+    - stores each trial's cost (`tokens`, `wall_time_s`) and, from its first result on, the Ray node
+      running it (`node_ip`, `node_id`; updated if a retry moves it) as Optuna user attributes;
+    - rejects, before training, a suggestion over the per-trial cost cap (it gets a positive
+      `train_tokens` constraint, `Trial.set_constraint`) or with the params of a trial already trained
+      to its end (the trainer is deterministic: same params and seed, same result): it is recorded
+      FAIL with a `REJECTED` user attribute, so no sampler takes it for an observation (a PRUNED trial
+      without reports read as the worst loss to TPE, at the best point's params), is never trained,
+      does not count, and the next try comes from random suggestions seeded by the search's seed;
+    - finishes without asking when a finite space (integers, stepped floats, categories) has every
+      point within the cost cap trained to its end, so resuming an exhausted study adds no rejected
+      trials;
+    - lets a point the sampler proposes again after the scheduler pruned it train to its end
+      (`KEEP_KEY`, user attribute `REPEAT_OF_PRUNED`): a sampler that ignores pruned trials (GP) learns
+      nothing from the cut and keeps proposing the same point, which a deterministic trainer would
+      repeat up to the same rung every time. The repeat continues the pruned trial's last checkpoint
+      (`REQUEUED_KEY`; checkpoints fall on the scheduler's rungs, `checkpoint_cadence` in
+      automix/scheduling/_schedulers.py), so it trains only the rest: freeze-thaw, with the sampler
+      deciding what to thaw. The pruned trial stays PRUNED; the repeat records what it trained
+      (`trained_tokens`) beside where it ended (`tokens`), and gets the pruned trial's reports before
+      its own first one as intermediate values (a crashed trial's re-run too): its whole curve.
 
     `space` maps param names to Optuna distributions; `metric`/`mode` are one name and "min"/"max",
     or lists of them for a multi-objective study. `cost(params)` gives a suggestion's training

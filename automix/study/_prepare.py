@@ -9,7 +9,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from automix.config._space import SearchSpace
-from automix.config._study import ConfigError, SearchConfig
+from automix.config._study import SearchConfig
+from automix.errors import ConfigError
 from automix.protocol import REQUEUED_FROM, trained_tokens
 from automix.study._results import trained
 

@@ -19,7 +19,7 @@ from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, get_storage
 from optuna.storages.journal import JournalFileBackend
 
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY_S = 60.0

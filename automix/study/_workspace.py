@@ -17,7 +17,8 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.study._storage import DEFAULT_RETRY_S, is_journal, open_storage
 from trainer.atomic import write_json
 
@@ -26,7 +27,16 @@ OWNER_FILE = "study.json"
 
 @dataclass(frozen=True)
 class Workspace:
-    """The work directory, storage URL, tracking URI and experiment of one study."""
+    """The work directory, storage URL, tracking URI and experiment of one study.
+
+    Build it with `Workspace.from_config(config)` (what every command does), `Workspace.of(study,
+    ...)` (a custom objective's study) or `Workspace.at(work_dir)` (whichever study owns a folder).
+
+    Example:
+        >>> ws = Workspace.from_config(load_config("examples/ar_en_cpu.yaml"))  # doctest: +SKIP
+        >>> ws.trial_dir(3), ws.tracking_uri  # doctest: +SKIP
+        >>> study = ws.load_study()  # doctest: +SKIP
+    """
 
     study: str
     work_dir: Path
@@ -73,6 +83,17 @@ class Workspace:
         """Whether MLflow is a server (it stores and serves artifacts itself) rather than a local store."""
         return self.tracking_uri.startswith(("http://", "https://"))
 
+    @classmethod
+    def at(cls, work_dir: str | Path) -> Workspace:
+        """The workspace of the study that owns `work_dir` (`study.json` or `best.json`), else named after it."""
+        workspace = cls.of(Path(work_dir).expanduser().resolve().name, work_dir)
+        owner = workspace.owner()
+        return workspace if owner in (None, workspace.study) else cls.of(owner, work_dir)
+
+    def __getstate__(self) -> dict:
+        # Ray ships a trial's objective, and with it `trial_dir`, to its workers: not the open storage.
+        return {k: v for k, v in self.__dict__.items() if k != "storage"}
+
     @property
     def artifact_root(self) -> Path | None:
         """Where a local MLflow store keeps artifacts; None for a server, which keeps its own."""
@@ -82,6 +103,20 @@ class Workspace:
     def trials_dir(self) -> Path:
         """One folder per trial: checkpoints, `result.json`, the final model."""
         return self.work_dir / "trials"
+
+    def trial_dir(self, number: int) -> Path:
+        """Trial `number`'s folder, `trials/NNNN`: the one place this name is made."""
+        return self.trials_dir / f"{number:04d}"
+
+    def best_trial_dir(self) -> Path | None:
+        """The folder of the best trial that `best.json` names; None without one."""
+        best = self.path("best.json")
+        number = json.loads(best.read_text()).get("best_trial") if best.is_file() else None
+        return None if number is None else self.trial_dir(number)
+
+    def transfer_dir(self, number: int) -> Path:
+        """Where `automix transfer` trains trial `number`'s settings at larger shapes: `transfer/trial-NNNN`."""
+        return self.path("transfer") / f"trial-{number:04d}"
 
     def path(self, name: str) -> Path:
         """A file of the study in its work directory (`best.json`, `report.html`, `compare.json`, ...)."""
@@ -143,7 +178,7 @@ class Workspace:
         """The study's MLflow store and experiment (created if absent)."""
         from automix.tracking._store import Tracker  # MLflow loads only for the commands that track
 
-        return Tracker(self.tracking_uri, self.experiment, self.artifact_root)
+        return Tracker.open(self.tracking_uri, self.experiment, self.artifact_root)
 
 
 def _storage_url(storage: str | None, work: Path) -> str:

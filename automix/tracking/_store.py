@@ -1,14 +1,10 @@
 """MLflow tracking: one parent run per search, one run per trial, logged from the driver.
 
-A trial's run names its search's parent run in the `automix.search_run_id` tag rather than in
-MLflow's `mlflow.parentRunId`: MLflow's UI folds nested runs under their parent (one row per
-search, trials behind a "+"), and the trials are what a user compares. `automix ui` opens a
-shared view (`trials_view_url`) that lists the trials with their params and metrics as columns.
-
-Ray's own MLflow helpers read the experiment from the worker's environment and can leave runs
-RUNNING; logging from a driver-side Tune callback through `MlflowClient` with explicit run ids
-keeps a single writer on the store and closes every run. A tracking failure never kills a trial or
-the search: records wait in a queue until the store answers again (see `MlflowTrialCallback`).
+Logging from a driver-side Tune callback through `MlflowClient` with explicit run ids keeps a
+single writer on the store and closes every run (Ray's own MLflow helpers log from the workers and
+can leave runs RUNNING). A trial's run names its search's run in the `automix.search_run_id` tag,
+not MLflow's `mlflow.parentRunId`: MLflow's UI would fold the trials, which are what a user compares,
+under their parent; `automix ui` opens a view (`trials_view_url`) listing them as rows.
 """
 
 from __future__ import annotations
@@ -26,9 +22,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from automix.config._study import ConfigError, default_cache_dir
+from automix.config._study import default_cache_dir
+from automix.errors import ConfigError
 
 log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"  # how stores written before automix.search_run_id nested trials
@@ -45,9 +43,10 @@ FIRST_COLUMNS = ("attributes.`Run Name`", "runDateAndNestInfo", "duration")  # t
 def seed_sqlite_store(uri: str) -> None:
     """Give a new sqlite tracking store MLflow's schema by copying an empty, migrated one.
 
-    MLflow builds a new store by running each of its alembic migrations (~2 s, most of a small
-    search's start-up); the result is the same for every store of one MLflow version, so it is
-    built once per version in the cache and copied. Existing stores and other URIs are left alone.
+    MLflow builds a new store by running each of its alembic migrations (most of a small search's
+    start-up: BENCHMARKS.md "Orchestration overhead"); the result is the same for every store of one
+    MLflow version, so it is built once per version in the cache and copied. Existing stores and
+    other URIs are left alone.
     """
     path = Path(uri.removeprefix("sqlite:///"))
     if not uri.startswith("sqlite:///") or path.exists() or not path.parent.is_dir():
@@ -97,6 +96,14 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
             f"MLflow tracking server {uri} does not answer ({reason}): start it, or unset tracking.uri "
             "to track in the work directory"
         ) from None
+
+
+PERMANENT_ERRORS = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}
+
+
+def refused_for_good(error: Exception) -> bool:
+    """Whether MLflow refused a record for good (a bad value, a duplicate): retrying cannot help."""
+    return isinstance(error, MlflowException) and error.error_code in PERMANENT_ERRORS
 
 
 def is_trial(tags: dict[str, str]) -> bool:
@@ -153,23 +160,72 @@ def _finite_metrics(metrics: dict[str, Any], step: int, timestamp: int) -> list[
 
 
 class Tracker:
-    """Thin layer over `MlflowClient` with the experiment and the parent run of one search."""
+    """Thin layer over `MlflowClient` with the experiment and the parent run of one search.
 
-    def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
+    `Tracker.open(uri, experiment)` opens the experiment, creating it (and a new sqlite store) if
+    absent; `Tracker.existing(uri, experiment)` reads a store as it is and creates nothing.
+    """
+
+    def __init__(self, uri: str, experiment_id: str, client: MlflowClient | None = None):
+        self.uri = uri
+        self.client = client or MlflowClient(tracking_uri=uri)
+        self.experiment_id = experiment_id
+        self.parent_run_id: str | None = None
+
+    @classmethod
+    def open(cls, uri: str, experiment: str, artifact_root: Path | None = None) -> Tracker:
+        """`experiment` in the store at `uri`, both created if absent (a local store's artifacts in `artifact_root`)."""
         logging.getLogger("alembic").setLevel(logging.WARNING)
         seed_sqlite_store(uri)
-        self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
         if found is not None:
-            self.experiment_id = found.experiment_id
-        else:
-            # A tracking server stores (and serves) artifacts itself; a local store keeps them in the work dir.
-            location = artifact_root.as_uri() if artifact_root and not uri.startswith(("http://", "https://")) else None
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location, tags={KIND_TAG: "custom_model_development"}
-            )
-        self.parent_run_id: str | None = None
+            return cls(uri, found.experiment_id, client)
+        # A tracking server stores (and serves) artifacts itself; a local store keeps them in the work dir.
+        location = artifact_root.as_uri() if artifact_root and not uri.startswith(("http://", "https://")) else None
+        tags = {KIND_TAG: "custom_model_development"}
+        return cls(uri, client.create_experiment(experiment, artifact_location=location, tags=tags), client)
+
+    @classmethod
+    def existing(cls, uri: str, experiment: str | None = None) -> Tracker | None:
+        """The store at `uri` as it is, on `experiment` (None: the store's only one besides Default).
+
+        Nothing is created, not even an empty sqlite file; None when there is no such store or experiment.
+        """
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            return None
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment) if experiment else None
+        if found is None and experiment is None:
+            named = [e for e in client.search_experiments() if e.name != "Default"]
+            found = named[0] if len(named) == 1 else None
+        return None if found is None else cls(uri, found.experiment_id, client)
+
+    def experiment_tags(self) -> dict[str, str]:
+        """The experiment's tags (its trials' view among them)."""
+        return dict(self.client.get_experiment(self.experiment_id).tags)
+
+    def search_config(self, study: str) -> dict[str, Any] | None:
+        """The resolved config (`config.json`) the latest search of `study` logged here; None without one.
+
+        Raises:
+            ConfigError: the search run is there but its artifact cannot be read (a moved work dir
+                moves the artifact store with it).
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.run_name = 'search-{study}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(runs[0].info.run_id, "config.json", tmp)
+            except MlflowException as e:
+                raise ConfigError(f"cannot read the config of study '{study}' ({e}): pass --config CONFIG") from None
+            return json.loads(Path(path).read_text())
 
     def close_stale_runs(self) -> int:
         """Mark runs a crashed search left RUNNING as KILLED; returns how many."""
@@ -186,7 +242,7 @@ class Tracker:
         return self.parent_run_id
 
     def start_child(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-        """Open a trial's run, tagged with its search's parent run (not nested under it: see the module doc)."""
+        """Open a trial's run, tagged with its search's parent run (not nested under it, so the UI lists it)."""
         tags = {**tags, ROLE_TAG: "trial", SEARCH_TAG: self.parent_run_id or ""}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self._log_params(run.info.run_id, params)

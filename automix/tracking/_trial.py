@@ -1,20 +1,10 @@
 """A trial's MLflow run holds what trained it and what came out, and reads back into a trial.
 
-Beside the searched params (by name, listed in the `automix.searched` tag) and the metrics of each
-evaluation at step = tokens, a trial's run holds:
-
-- params `config.*`: its effective trainer config, flattened (`config.optim.learning_rate`, ...);
-- metrics at step 0 `budget/*` and `model/*`: U, E, r and T as trained, target and auxiliary
-  tokens, parameters, FLOPs per token and in all: numbers, so the UI filters and plots by them
-  (MLflow compares params as strings only);
-- dataset inputs (`mlflow.data`): each corpus with its source, the content hash the token cache keys
-  it by as digest, its size as profile, and as input tags the tokens the trial reads of it and the
-  tokenizer's fingerprint (also a run tag);
-- artifacts: `curve.png` (the learning curve), `result.json` (params, final metrics, every
-  evaluation, config, data) and, for a COMPLETE trial unless `tracking.log_models: false`,
-  `model/` (the final checkpoint and tokenizer, as `automix export` reads them).
-
-`read_trial_run` turns a run back into its config, data and curves (`automix train --from-run`).
+Beside the searched params (listed in the `automix.searched` tag) and each evaluation's metrics at
+step = tokens: the effective trainer config (`config.*` params, `trial_params`), sizes as metrics
+(`budget/*`, `model/*`: the UI filters by numbers, not param strings), each corpus as a dataset
+input (`dataset_input`) and the artifacts (`log_trial_artifacts`). `read_trial_run` turns a run
+back into its config, data and curves (`automix train --from-run`); docs/ui.md has the layout.
 """
 
 from __future__ import annotations
@@ -32,7 +22,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 from automix.tracking._store import flatten
 
 if TYPE_CHECKING:
@@ -115,6 +105,10 @@ def log_trial_artifacts(
     client: MlflowClient, run_id: str, result: dict[str, Any], metrics: list[str], files: list[str]
 ) -> None:
     """`result.json`, `curve.png` (from `result['history']`) and the checkpoint `files` under `model/`.
+
+    `result.json` holds the params, final metrics, every evaluation, config and data; `files` are a
+    COMPLETE trial's final checkpoint and tokenizer (unless `tracking.log_models: false`), as
+    `automix export` reads them.
 
     Args:
         client: the store's client.

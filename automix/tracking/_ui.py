@@ -22,8 +22,6 @@ import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from automix.tracking._store import VIEW_KEY, Tracker, trials_view_url
 
 STOP_GRACE_S = 15  # how long the server gets to stop after TERM before the group is killed
@@ -33,21 +31,15 @@ def experiment_page(uri: str, experiment: str | None, server: str) -> str:
     """The URL of `experiment`'s trials on `server` (its store at `uri`); for a store an older
     automix wrote, first its trials' tags and view (`Tracker.unnest_trials`, `set_trials_view`).
     The server's home page when there is no such experiment (nothing is created)."""
-    client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment) if experiment else None
-    if found is None and experiment is None:  # --work-dir without a study: its only experiment, if one
-        named = [e for e in client.search_experiments() if e.name != "Default"]
-        found = named[0] if len(named) == 1 else None
-    if found is None:
+    tracker = Tracker.existing(uri, experiment)
+    if tracker is None:
         return f"{server.rstrip('/')}/#/?workflowType=machine_learning"
-    if f"mlflow.sharedViewState.{VIEW_KEY}" not in found.tags:
-        tracker = Tracker.__new__(Tracker)  # the store as it is: no experiment created, no store seeded
-        tracker.client, tracker.experiment_id = client, found.experiment_id
+    if f"mlflow.sharedViewState.{VIEW_KEY}" not in tracker.experiment_tags():
         tracker.unnest_trials()  # a store written before trials were runs of their own
         params, metrics = tracker.trial_keys()
         preferred = [m for m in ("target_val_loss", "target_acc", "aux_val_loss") if m in metrics]
         tracker.set_trials_view(params, preferred or [m for m in metrics if m != "tokens"][:3])
-    return trials_view_url(server, found.experiment_id)
+    return trials_view_url(server, tracker.experiment_id)
 
 
 def _die_with_parent() -> None:

@@ -43,12 +43,25 @@ class Reporter:
 
 
 class TrainerObjective:
-    """The built-in objective: params → `TrainConfig` → `trainer.train.run` → final metrics."""
+    """The built-in objective: params → `TrainConfig` → `trainer.train.run` → final metrics.
 
-    def __init__(self, base: TrainConfig, space: SearchSpace, trials_dir: str | Path, threads: int | None = None):
+    Args:
+        base: The trainer config every trial starts from (`StudyConfig.base_train_config()`).
+        space: The search space whose params are applied to `base`.
+        trial_dir: Trial number → its folder (`Workspace.trial_dir`), for checkpoints.
+        threads: torch threads per trial (default: the config's).
+
+    Example:
+        >>> objective = TrainerObjective(base, space, workspace.trial_dir, threads=1)  # doctest: +SKIP
+        >>> objective.config_for({"weight_decay": 0.3}, trial_number=0).out_dir  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, base: TrainConfig, space: SearchSpace, trial_dir: Callable[[int], Path], threads: int | None = None
+    ):
         self.base = base
         self.space = space
-        self.trials_dir = Path(trials_dir)
+        self.trial_dir = trial_dir  # `Workspace.trial_dir`: trial number -> its folder
         self.threads = threads
 
     def config_for(
@@ -58,9 +71,9 @@ class TrainerObjective:
         config = self.space.apply(params, self.base)
         updates: dict[str, Any] = {"threads": self.threads or config.threads}
         if trial_number is not None:
-            updates["out_dir"] = str(self.trials_dir / f"{trial_number:04d}")
+            updates["out_dir"] = str(self.trial_dir(trial_number))
         if requeued_from is not None:
-            updates["resume_from"] = str(self.trials_dir / f"{requeued_from:04d}")
+            updates["resume_from"] = str(self.trial_dir(requeued_from))
         return config.model_copy(update=updates)
 
     def describe(

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 
 from trainer.config import DataConfig, TrainConfig
-from trainer.corpus import TokenArray, content_key, load_tokens
 from trainer.data import TrainStream
+from trainer.documents import content_key
 from trainer.model import Transformer
+from trainer.token_cache import TokenArray, load_tokens
 from trainer.tokenizer import BPE_FILE, BYTE_FILE, build_tokenizer
 
 MODEL_FILE = "model.pt"
@@ -29,7 +30,7 @@ class DatasetRecord:
 
     role: str  # target, auxiliary, target_valid or aux_valid
     source: str  # a file or folder path, or hf:NAME[:CONFIG]
-    digest: str  # trainer.corpus.content_key: the hash of its bytes that keys the token cache
+    digest: str  # trainer.documents.content_key: the hash of its bytes that keys the token cache
     tokens: int  # the whole corpus, tokenized, an eos after each document
     documents: int
     used_tokens: int  # what the trial reads of it: U for the target, r·T for the auxiliary, the validation cap

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.corpus import CorpusError, content_key
+from trainer.documents import content_key
+from trainer.errors import CorpusError
 
 
 def trial_config(recorded: dict[str, Any], out_dir: str | Path | None = None) -> TrainConfig:

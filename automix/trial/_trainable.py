@@ -1,8 +1,8 @@
 """The Ray Tune side of a trial: an objective wrapped as a function trainable, and the keys it shares.
 
-A Ray worker imports this module and what the objective needs (`automix.objective`, the space and
-config, the trainer), so it stays free of MLflow, the samplers and the driver's bookkeeping: a worker imports 1.7 s
-(mostly torch) where importing the whole package took 4.2 s.
+A Ray worker imports this module and what the objective needs (the space and config, the trainer),
+so it stays free of MLflow, the samplers and the driver's side (BENCHMARKS.md "Orchestration
+overhead" has what that saves per worker).
 """
 
 from __future__ import annotations

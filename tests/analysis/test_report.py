@@ -86,10 +86,13 @@ def study_config(tiny, tmp_path):
     return path, config
 
 
+@pytest.mark.serial
 def test_report_has_every_section_and_lands_in_mlflow(study_config):
     path, config = study_config
     work = Workspace.from_config(config).work_dir
-    assert main(["compare", str(path), "--seeds", "1", "--workers", "1"]) == 0
+    assert main(["compare", str(path), "--seeds", "1,2", "--workers", "1"]) == 0
+    compared = json.loads((work / "compare.json").read_text())
+    assert [len(s["reruns"]["target_val_loss"]) for s in compared["levers"][0]["searches"]] == [2]
     assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2"]) == 0
     multiplier = json.loads((work / "multiplier.json").read_text())
     assert {e["metric"] for e in multiplier["estimates"]} == {"target_val_loss", "target_acc"}
@@ -117,7 +120,7 @@ def test_report_has_every_section_and_lands_in_mlflow(study_config):
 
     if shutil.which("chromium"):
         shot = out / "shot.png"
-        script = Path(__file__).parents[1] / "scripts" / "render_report.py"
+        script = Path(__file__).parents[2] / "scripts" / "render_report.py"
         subprocess.run([sys.executable, str(script), str(out / "report.html"), "--out", str(shot)], check=True)
         pixels = matplotlib.image.imread(shot)
         assert pixels.shape[1] == 1200 and pixels.std() > 0.05  # something was drawn

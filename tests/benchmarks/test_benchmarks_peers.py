@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 import peers  # noqa: E402
 from _grids import load  # noqa: E402
 from curves import dump, synthetic_grid  # noqa: E402

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import ray
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import search_efficiency as se  # noqa: E402
 from _grids import load  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
 
 
 def _trials(trials):

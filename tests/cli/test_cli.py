@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from automix.cli import main
-from automix.config._study import ConfigError, default_cache_dir, load_config
+from automix.config._study import default_cache_dir, load_config
+from automix.errors import ConfigError
 
 
 def _fails(capsys, args, *needles) -> str:
@@ -84,10 +85,10 @@ def test_search_takes_verbose_and_leaves_the_environment_as_it_was(study_yaml, c
 
 
 def test_python_wording_becomes_flags_on_the_command_line(study_yaml, capsys, monkeypatch):
-    import automix.cli as cli
+    from automix.cli import _analysis
 
     def refuse(args):
         raise ConfigError("the search stopped; fix the objective, then run again with resume=True")
 
-    monkeypatch.setattr(cli, "_report", refuse)
+    monkeypatch.setattr(_analysis, "_report", refuse)
     _fails(capsys, ["report", str(study_yaml())], "run again with --resume")

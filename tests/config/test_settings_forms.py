@@ -13,7 +13,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from automix.config import ConfigError, StudyConfig, load_config
+from automix.config import StudyConfig, load_config
+from automix.errors import ConfigError
 from trainer.config import TrainConfig
 
 ON = ["on", "ON", "On", "true", "True", "yes", "Yes", "'on'", "'true'", "'yes'"]
@@ -107,3 +108,17 @@ def test_other_words_are_refused_in_one_line_naming_the_choices(write_study):
 
 def test_precision_is_a_study_setting_that_reaches_every_trial(write_study):
     assert load_config(write_study("precision", "fp32")).base_train_config().precision == "fp32"
+
+
+def test_a_study_config_is_the_trainers_run_settings_plus_how_to_search():
+    """`StudyConfig` extends the trainer's `RunSettings`: a section or setting added there is a study key too,
+    and `base_train_config` carries every one of them."""
+    from trainer.config import RunSettings
+
+    config = StudyConfig.model_validate({**BASE, "seed": 3, "eval_every_tokens": 500, "compile": "off"})
+    assert set(RunSettings.model_fields) <= set(StudyConfig.model_fields)
+    base = config.base_train_config()
+    assert base.model_dump(include=set(RunSettings.model_fields)) == config.model_dump(
+        include=set(RunSettings.model_fields)
+    )
+    assert (base.seed, base.eval_every_tokens, base.compile, base.out_dir) == (3, 500, "off", None)

@@ -16,17 +16,17 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from automix.engine import _progress
-from automix.engine._callbacks import FailFast, RepeatedFailure
-from automix.engine._progress import (
+from automix.console import (
     WIDTH,
     ProgressCallback,
     SearchProgress,
+    _callback,
     fmt_duration,
     fmt_tokens,
     print_summary,
 )
-from automix.engine._quiet import quiet_output
+from automix.console._quiet import quiet_output
+from automix.scheduling import FailFast, RepeatedFailure
 
 PARAMS = {"weight_decay": 0.1234567, "learning_rate": 0.003, "epochs": 8, "mix_ratio": 0.25}
 
@@ -126,7 +126,7 @@ def test_a_custom_objective_line_shows_its_params_and_no_token_column():
 
 
 def test_plain_lines_without_a_terminal_and_a_heartbeat(monkeypatch, tmp_path):
-    monkeypatch.setattr(_progress, "HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(_callback, "HEARTBEAT_S", 0.2)
     monkeypatch.chdir(tmp_path)  # traceback paths are shown relative to the working directory
     out = io.StringIO()
     cb = ProgressCallback(["target_val_loss"], 3, concurrency=2, stream=out, errors_dir=tmp_path / "errors")
@@ -155,7 +155,7 @@ def test_plain_lines_without_a_terminal_and_a_heartbeat(monkeypatch, tmp_path):
 
 
 def test_live_view_on_a_terminal_redraws_while_trials_run(monkeypatch):
-    monkeypatch.setattr(_progress, "REFRESH_S", 0.1)
+    monkeypatch.setattr(_callback, "REFRESH_S", 0.1)
     out = io.StringIO()
     cb = ProgressCallback(["loss"], 2, stream=out, live=True)
     cb.console = Console(file=out, force_terminal=True, width=WIDTH)
@@ -280,6 +280,7 @@ def _run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_workers_import_what_the_driver_can_and_ray_stays_off_the_console(helper_script, tmp_path):
     work = tmp_path / "w"
@@ -293,6 +294,7 @@ def test_workers_import_what_the_driver_can_and_ray_stays_off_the_console(helper
     assert "Configuration for experiment" in log or "View detailed results" in log
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_a_search_whose_first_trials_all_fail_the_same_way_stops(helper_script, tmp_path):
     work = tmp_path / "w"

@@ -17,15 +17,15 @@ from ray.tune.search import Searcher
 import automix
 from automix.config._space import parse_space
 from automix.config._study import SearchConfig
-from automix.engine._search import sampler_seed
-from automix.engine._searcher import StudySearcher
+from automix.driver._search import sampler_seed
 from automix.protocol import FINAL_KEY, TRIAL_KEY
 from automix.samplers import make_sampler, sampler_names
+from automix.scheduling._searcher import StudySearcher
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "examples"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 import custom_objective  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
 
 SPACE = parse_space(
     {

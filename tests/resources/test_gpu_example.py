@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from automix.config import load_config
-from automix.engine._packing import pack, resolve_gpus_per_trial, trial_bytes, trial_size
-from automix.engine._preflight import trainer_plan
+from automix.driver._preflight import trainer_plan
+from automix.resources._packing import pack, resolve_gpus_per_trial, trial_bytes, trial_size
 from automix.study import Workspace
 from trainer.data import prepare
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "gpu_1x.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "gpu_1x.yaml"
 GB = 10**9
 
 

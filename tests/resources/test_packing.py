@@ -1,4 +1,4 @@
-"""How many trials share a GPU (automix/engine/_packing.py): synthetic sizes, no GPU needed."""
+"""How many trials share a GPU (automix/resources/_packing.py): synthetic sizes, no GPU needed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import stat
 import pytest
 import torch
 
-from automix.engine import _packing
-from automix.engine._packing import gpu_fraction, pack, resolve_gpus_per_trial, trial_bytes, trial_size
+from automix.resources import _packing
+from automix.resources._packing import gpu_fraction, pack, resolve_gpus_per_trial, trial_bytes, trial_size
 from trainer.config import TrainConfig
 from trainer.model import build_model
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from automix.config import ConfigError, SearchConfig, parse_space
+from automix.config import SearchConfig, parse_space
 from automix.config._study import format_validation_error
+from automix.errors import ConfigError
 from automix.samplers import SAMPLERS, make_sampler, register_sampler, sampler_names
 
 SPACE = parse_space({"x": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.25}})

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 
 from automix.cli import main
-from automix.config._study import ConfigError, StudyConfig
+from automix.config._study import StudyConfig
+from automix.errors import ConfigError
 from automix.scaling._transfer import (
     budget_rule,
     effective_lr_wd,
@@ -120,6 +121,7 @@ def test_budget_rule_takes_one_budget_of_at_least_one_token(proxy):
         target_config(proxy, 64, unique_tokens=0)
 
 
+@pytest.mark.slow
 def test_transfer_cli_unique_tokens_trains_the_target_budget_and_records_k(tmp_path, tiny, capsys):
     config = _study(tmp_path, tiny)
     path = tmp_path / "study.yaml"
@@ -209,6 +211,7 @@ def test_transfer_trains_the_best_trial_and_tracks_it(tmp_path, tiny):
         study_config_from_tracking("tiny", copy)
 
 
+@pytest.mark.slow
 def test_transfer_to_a_depth_names_runs_by_shape_and_warns_outside_completep(tmp_path, tiny, caplog):
     config = _study(tmp_path, tiny)
     with caplog.at_level(logging.WARNING, logger="automix.scaling._transfer"):
@@ -264,6 +267,7 @@ def test_verify_summary_along_depth(tmp_path):
     assert plot_sweeps(losses, tmp_path / "depth.png", "depth").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_verify_transfer_along_depth_runs_every_point_once(tmp_path, tiny, capsys):
     config = _study(tmp_path, tiny)
     result = verify_transfer(config, lrs=[4e-3, 8e-3], wds=(), depths=[1, 2])

@@ -9,14 +9,14 @@ import pytest
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from automix.config._study import SearchConfig
-from automix.engine._schedulers import (
+from automix.protocol import DECAYING, KEEP_KEY, PROGRESS, TOKENS
+from automix.scheduling._schedulers import (
     StableASHA,
     StableMedianStoppingRule,
     TokenBudget,
     checkpoint_cadence,
     make_scheduler,
 )
-from automix.protocol import DECAYING, KEEP_KEY, PROGRESS, TOKENS
 
 
 @dataclass(frozen=True)

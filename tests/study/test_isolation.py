@@ -10,9 +10,9 @@ import pytest
 
 import automix
 from automix.cli import main
-from automix.config._study import ConfigError
+from automix.errors import ConfigError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
 
 
 def _snapshot(work: Path) -> dict[str, str]:

@@ -11,14 +11,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from automix.config._space import parse_space
-from automix.config._study import ConfigError, default_cache_dir
-from automix.engine._callbacks import MlflowTrialCallback, TrialLogging, trial_logging
+from automix.config._study import default_cache_dir
+from automix.errors import ConfigError
 from automix.protocol import FINAL_KEY, TRIAL_KEY
+from automix.scheduling._callbacks import MlflowTrialCallback, TrialLogging, trial_logging
+from automix.study import Workspace
 from automix.tracking._store import Tracker, flatten, seed_sqlite_store
 from automix.tracking._trial import read_trial_run
 from automix.trial._objective import Reporter, TrainerObjective
 from automix.trial._recreate import trial_config
-from trainer.corpus import content_key
+from trainer.documents import content_key
 from trainer.model import build_model
 from trainer.train import StopTraining
 
@@ -37,12 +39,12 @@ def _runs(uri: str, experiment: str) -> list[str]:
 def test_new_stores_are_independent_copies_of_one_template(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
-    one = Tracker(default_tracking_uri(first), "study", first / "art")
+    one = Tracker.open(default_tracking_uri(first), "study", first / "art")
     templates = list((default_cache_dir() / "mlflow").glob("empty-store-*.db"))
     assert len(templates) == 1
     one.end(one.start_parent("search-a", {"x": 1}, {}), "FINISHED")
 
-    two = Tracker(default_tracking_uri(second), "study", second / "art")  # from the template, not from `first`
+    two = Tracker.open(default_tracking_uri(second), "study", second / "art")  # from the template, not from `first`
     two.end(two.start_parent("search-b", {"x": 2}, {}), "FINISHED")
     assert _runs(default_tracking_uri(first), "study") == ["search-a"]
     assert _runs(default_tracking_uri(second), "study") == ["search-b"]
@@ -53,10 +55,10 @@ def test_new_stores_are_independent_copies_of_one_template(tmp_path):
 
 def test_an_existing_store_is_never_replaced(tmp_path):
     uri = default_tracking_uri(tmp_path)
-    tracker = Tracker(uri, "study", tmp_path / "art")
+    tracker = Tracker.open(uri, "study", tmp_path / "art")
     tracker.end(tracker.start_parent("kept", {}, {}), "FINISHED")
     seed_sqlite_store(uri)
-    Tracker(uri, "study", tmp_path / "art")
+    Tracker.open(uri, "study", tmp_path / "art")
     assert _runs(uri, "study") == ["kept"]
 
 
@@ -82,8 +84,8 @@ def trials(tmp_path, make_cfg):
             "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5},
         }
     )
-    objective = TrainerObjective(base, space, tmp_path / "trials", threads=1)
-    tracker = Tracker(default_tracking_uri(tmp_path), "s", tmp_path / "art")
+    objective = TrainerObjective(base, space, Workspace.of("s", tmp_path).trial_dir, threads=1)
+    tracker = Tracker.open(default_tracking_uri(tmp_path), "s", tmp_path / "art")
     tracker.start_parent("search-s", {}, {"study": "s"})
 
     def run(number: int, stop_after: int | None = None, gpus: float = 0, **logging) -> tuple[str, object]:
@@ -219,7 +221,7 @@ def test_auto_system_metrics_are_off_on_a_cluster():
 
 
 def test_the_best_trial_is_tagged_and_only_it(tmp_path):
-    tracker = Tracker(default_tracking_uri(tmp_path), "s", tmp_path / "art")
+    tracker = Tracker.open(default_tracking_uri(tmp_path), "s", tmp_path / "art")
     tracker.start_parent("search-s", {}, {})
     runs = {
         (study, n): tracker.start_child(f"trial-{n:04d}", {}, {"study": study, "optuna.trial_number": str(n)})

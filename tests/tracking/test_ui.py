@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from automix.engine._callbacks import MlflowTrialCallback, TrialLogging
+from automix.scheduling._callbacks import MlflowTrialCallback, TrialLogging
 from automix.tracking._store import Tracker
 from automix.trial._record import TrialRecord
 
@@ -46,7 +46,7 @@ def store(tmp_path) -> Path:
     the same callback a search uses; the last trial is stopped early (PRUNED)."""
     work = tmp_path / "w"
     work.mkdir()
-    tracker = Tracker(f"sqlite:///{work / 'mlflow.db'}", "uistudy", work / "mlartifacts")
+    tracker = Tracker.open(f"sqlite:///{work / 'mlflow.db'}", "uistudy", work / "mlartifacts")
     tracker.start_parent("search-uistudy", {"search.n_trials": 3}, {"study": "uistudy"})
     callback = MlflowTrialCallback(tracker, {"study": "uistudy"}, ["target_val_loss"], TrialLogging(describe))
     resources = SimpleNamespace(required_resources={"CPU": 1.0})
@@ -140,6 +140,7 @@ def _text(dom: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_ui_opens_on_the_trials_and_stops_with_term(store, tmp_path):
     port = _free_port()

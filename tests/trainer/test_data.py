@@ -15,8 +15,10 @@ import torch
 
 from trainer import tokenizer
 from trainer.config import TrainConfig
-from trainer.corpus import document_order, load_tokens, read_documents
-from trainer.data import CorpusError, build_stream, load_datasets, load_validation, prepare
+from trainer.data import build_stream, load_datasets, load_validation, prepare
+from trainer.documents import document_order, read_documents
+from trainer.errors import CorpusError
+from trainer.token_cache import load_tokens
 from trainer.tokenizer import ByteTokenizer, build_tokenizer, load_tokenizer
 
 L = 16  # seq_len of make_cfg

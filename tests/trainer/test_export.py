@@ -9,9 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from automix.cli import main
+from automix.study import Workspace
 from trainer.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from trainer.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
-from trainer.export import export, hf_tokenizer, resolve_checkpoint
+from trainer.export import hf_tokenizer, resolve_checkpoint
 from trainer.model import build_model, build_optimizer
 from trainer.tokenizer import ByteTokenizer, build_tokenizer
 
@@ -81,14 +82,18 @@ def test_bpe_tokenizer_exports_with_the_same_ids(tmp_path, tiny):
     assert tok.eos_token_id == bpe.eos_id
 
 
-def test_export_finds_the_best_trial_of_a_work_dir(tmp_path):
+def test_export_finds_the_best_trial_of_a_work_dir(tmp_path, capsys):
     config = _config("mup")
-    trial_dir = tmp_path / "trials" / "0003"
+    trial_dir = Workspace.of("s", tmp_path).trial_dir(3)
     save_checkpoint(trial_dir, _trained_like(config), config, ByteTokenizer())
     (tmp_path / "best.json").write_text(json.dumps({"best_trial": 3}))
-    assert resolve_checkpoint(tmp_path) == trial_dir / "model.pt"
-    assert (export(tmp_path, tmp_path / "hf") / "model.safetensors").is_file()
+    assert resolve_checkpoint(trial_dir) == trial_dir / "model.pt"
+    with pytest.raises(FileNotFoundError):
+        resolve_checkpoint(tmp_path)  # the trainer knows runs, not studies: the CLI resolves a work dir
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
     assert main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "give a study config, a model.pt" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("parametrization", ["mup", "completep"])

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from automix.config import load_config
-from trainer.corpus import load_tokens
 from trainer.data import prepare
+from trainer.token_cache import load_tokens
 from trainer.tokenizer import build_tokenizer
 from trainer.train import run
 
@@ -37,7 +37,7 @@ def _rows(tag: str, words: list[str], n: int) -> list[str]:
 
 def _hf_valid():
     """scripts/hf_valid.py as a module (scripts/ is not a package)."""
-    path = Path(__file__).parents[1] / "scripts" / "hf_valid.py"
+    path = Path(__file__).parents[2] / "scripts" / "hf_valid.py"
     spec = importlib.util.spec_from_file_location("hf_valid", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from automix.cli import main
 from automix.trial._recreate import check_data, compare
-from trainer.corpus import CorpusError, content_key
+from trainer.documents import content_key
+from trainer.errors import CorpusError
 
 SPACE = {
     "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
@@ -21,6 +22,7 @@ SPACE = {
 }
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_a_trial_is_re_created_from_its_run_alone(real_study, capsys):
     path, work = real_study("fromrun", SPACE, search={"n_trials": 2, "scheduler": "none"})
