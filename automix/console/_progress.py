@@ -1,13 +1,12 @@
 """What the live view shows, kept apart from how: running trials, the best so far, the time left.
 
 `SearchProgress` is fed by `ProgressCallback` (automix/console/_callback.py) and testable without
-Ray or a terminal. `_Outlook` estimates what trials that have not ended will take.
+Ray or a terminal; automix/console/_eta.py estimates the time left from it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
+from automix.console._eta import Work, time_left_s
 from automix.console._format import fit, fmt_duration, fmt_params, fmt_tokens, fmt_value
 from automix.protocol import PROGRESS, TOKENS
 
@@ -30,39 +30,14 @@ class _Running:
     tokens: float | None = None
     loss: float | None = None
     progress: float | None = None
+    reported_s: float = 0.0  # seconds from its start to its last report (to its end once it ended)
+    complete: bool = False
 
-    def projected_s(self, now: float) -> float | None:
-        """Its whole length if it runs to the end, from its own progress."""
-        return (now - self.started) / self.progress if self.progress else None
-
-
-@dataclass(frozen=True)
-class _Outlook:
-    """What trials that have not ended will take, learnt from those so far.
-
-    Early stopping makes two kinds of trial: stopped ones, short, and those run to their end. A
-    running trial past the furthest point where one was stopped will run to its end.
-    """
-
-    full_s: float | None  # a trial run to its end
-    stopped_s: float  # a stopped one
-    survive: float  # the share of trials run to their end
-    stop_at: float | None  # the furthest progress at which a trial was stopped
-
-    def new_s(self) -> float | None:
-        """A waiting trial's expected length."""
-        if self.full_s is None:
-            return self.stopped_s if self.survive == 0 else None
-        return self.survive * self.full_s + (1 - self.survive) * self.stopped_s
-
-    def left_s(self, trial: _Running, now: float) -> float:
-        """A running trial's expected time left."""
-        elapsed = now - trial.started
-        own = trial.projected_s(now) or self.full_s
-        to_end = max(0.0, own - elapsed) if own is not None else 0.0
-        if trial.progress and (self.stop_at is None or trial.progress > self.stop_at):
-            return to_end
-        return self.survive * to_end + (1 - self.survive) * max(0.0, self.stopped_s - elapsed)
+    def work(self, in_tokens: bool) -> Work:
+        """The trial for the time-left estimate: in tokens, or in shares of a trial without a plan."""
+        if in_tokens:
+            return Work(self.planned, self.tokens or 0.0, self.reported_s, self.progress, self.complete)
+        return Work(1.0, self.progress or 0.0, self.reported_s, self.progress, self.complete)
 
 
 @dataclass
@@ -77,8 +52,7 @@ class SearchProgress:
     running: dict[str, _Running] = field(default_factory=dict)
     done: int = 0
     states: dict[str, int] = field(default_factory=dict)
-    full: list[float] = field(default_factory=list)  # lengths of trials run to their end
-    stopped: list[tuple[float, float]] = field(default_factory=list)  # (length, progress) of the others
+    finished: list[_Running] = field(default_factory=list)
     best: tuple[float, int] | None = None
     started: float = 0.0
 
@@ -100,6 +74,7 @@ class SearchProgress:
             return
         trial.tokens = result.get(TOKENS, trial.tokens)
         trial.loss = result.get(self.metric, trial.loss)
+        trial.reported_s = self.clock() - trial.started
         if result.get(PROGRESS):
             trial.progress = float(result[PROGRESS])
             if trial.tokens:
@@ -111,49 +86,23 @@ class SearchProgress:
         self.done += 1
         self.states[state] = self.states.get(state, 0) + 1
         if trial is not None:
-            length = self.clock() - trial.started
-            if state == "COMPLETE":
-                self.full.append(length)
-            else:
-                self.stopped.append((length, trial.progress or 0.0))
+            trial.reported_s, trial.complete = self.clock() - trial.started, state == "COMPLETE"
+            self.finished.append(trial)
         if state == "COMPLETE" and isinstance(value, int | float) and math.isfinite(value) and trial is not None:
             if self.best is None or (value < self.best[0] if minimize else value > self.best[0]):
                 self.best = (float(value), trial.number)
         return trial
 
-    def outlook(self) -> _Outlook:
-        """The lengths and survival share the time-left estimate uses (see `_Outlook`)."""
-        now, running = self.clock(), list(self.running.values())  # a snapshot: the live view has its own thread
-        stop_at = max((p for _, p in self.stopped), default=None)
-        past = [t for t in running if t.progress and (stop_at is None or t.progress > stop_at)]
-        full = self.full + [t.projected_s(now) for t in past]
-        if not full and not self.stopped:  # nothing to go on yet but the running trials' own pace
-            full = [t.projected_s(now) for t in running if t.progress]
-        decided = len(self.full) + len(past) + len(self.stopped)
-        return _Outlook(
-            full_s=sum(full) / len(full) if full else None,
-            stopped_s=sum(d for d, _ in self.stopped) / len(self.stopped) if self.stopped else 0.0,
-            survive=(len(self.full) + len(past)) / decided if decided else 1.0,
-            stop_at=stop_at,
-        )
-
-    def typical_s(self) -> float | None:
-        """A waiting trial's expected length; None until a trial has ended or reported progress."""
-        return self.outlook().new_s()
-
     def eta_s(self) -> float | None:
-        """Seconds left: each slot finishes its running trial, then takes the next waiting one at a
-        typical length; the search ends with its last slot. None until there is a typical length."""
-        now, outlook = self.clock(), self.outlook()
-        typical = outlook.new_s()
-        if typical is None:
-            return None
-        trials = list(self.running.values())
-        slots = sorted(outlook.left_s(t, now) for t in trials)
-        slots = [0.0] * max(0, self.concurrency - len(slots)) + slots
-        for _ in range(max(0, self.total - self.done - len(trials))):
-            heapq.heapreplace(slots, slots[0] + typical)
-        return max(slots, default=0.0)
+        """Seconds left (automix/console/_eta.py); None until a trial has reported."""
+        now, running = self.clock(), list(self.running.values())  # a snapshot: the live view has its own thread
+        in_tokens = all(t.planned for t in [*self.finished, *running])
+        return time_left_s(
+            [t.work(in_tokens) for t in self.finished],
+            [(t.work(in_tokens), now - t.started) for t in running],
+            waiting=max(0, self.total - self.done - len(running)),
+            slots=self.concurrency,
+        )
 
     def status(self) -> str:
         """`search 3/12 done, 2 running, best target_val_loss=2.31 (trial 1), ~4m10s left, 1m02s in`."""

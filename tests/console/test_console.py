@@ -84,29 +84,49 @@ def test_progress_tracks_running_trials_best_and_time_left():
 
 def test_time_left_counts_the_slots_a_lone_last_trial_leaves_idle():
     clock = Clock()
-    p = SearchProgress("target_val_loss", total=3, concurrency=2, clock=clock)
+    p = SearchProgress("loss", total=3, concurrency=2, planned=lambda params: 1000, clock=clock)
     for trial_id, number in (("a", 0), ("b", 1)):
         p.start(trial_id, number, PARAMS)
-    clock.now += 60
-    p.end("a", "COMPLETE", 2.0)
+    clock.now += 50
     p.result("b", {"tokens": 500, "progress": 0.5})
-    # b: 60 s left by its own progress; the waiting trial takes a's slot now at a typical
-    # (60 + 120) / 2 = 90 s. The search ends with the later slot, not after (60 + 90) / 2 s.
-    assert p.eta_s() == pytest.approx(90)
+    clock.now += 50
+    p.result("a", {"tokens": 1000, "progress": 1.0})
+    p.end("a", "COMPLETE", 2.0)
+    # 0.1 s a token: b's last 500 tokens took their 50 s since its report at 50 s, so it ends now;
+    # the waiting trial then runs alone for 100 s, not (0 + 100) / 2 s on both slots.
+    assert p.eta_s() == pytest.approx(100)
 
 
-def test_time_left_is_not_fooled_by_stopped_trials_ending_first():
+def test_time_left_weighs_trials_by_their_planned_tokens():
     clock = Clock()
-    p = SearchProgress("target_val_loss", total=6, concurrency=2, clock=clock)
+    p = SearchProgress("loss", total=3, concurrency=1, planned=lambda params: params["T"], clock=clock)
+    p.start("small", 0, {"T": 1000})
+    clock.now += 12  # 2 s to start, 0.01 s a token
+    p.result("small", {"tokens": 1000, "progress": 1.0})
+    p.end("small", "COMPLETE", 1.0)
+    p.start("big", 1, {"T": 10_000})
+    clock.now += 52
+    p.result("big", {"tokens": 5000, "progress": 0.5})
+    # A pace of 2 s + 0.01 s a token (fitted on both trials): big has 50 s left, and the waiting
+    # trial, of the mean planned size (5,500 tokens), takes 2 + 55 s.
+    assert p.eta_s() == pytest.approx(50 + 57)
+
+
+def test_time_left_expects_trials_to_be_stopped_as_often_as_they_were():
+    clock = Clock()
+    p = SearchProgress("loss", total=6, concurrency=2, planned=lambda params: 1000, clock=clock)
     p.start("long", 0, PARAMS)
-    for i in range(1, 4):  # three trials stopped early after 10 s each, in the other slot
+    for i in range(1, 4):  # three trials stopped at 1/8 of their plan, 10 s each, in the other slot
         p.start(f"s{i}", i, PARAMS)
         clock.now += 10
+        p.result(f"s{i}", {"tokens": 125, "progress": 0.125})
         p.end(f"s{i}", "PRUNED", 3.0)
-    p.result("long", {"tokens": 300, "progress": 0.25})  # 30 s in, 120 s in all
-    # Counting only the finished trials, a trial would take 10 s; with the long one's projection, 37.5 s.
-    assert p.typical_s() == pytest.approx((10 * 3 + 120) / 4)
-    assert p.eta_s() == pytest.approx(90)  # long's 90 s left outlasts two waiting trials in the free slot
+    p.result("long", {"tokens": 625, "progress": 0.625})  # 30 s in: past every stop, it runs to its end
+    # The pace through (125 tokens, 10 s) and (625, 30 s): 5 s to start, 0.04 s a token; long has
+    # 375 tokens (15 s) left. A waiting trial runs to its end one time in four (1 of 4 decided),
+    # else stops at 1/8: 5 + 0.04 · 1000 · (1/4 + 3/4 · 1/8) = 18.75 s. One waits in the free
+    # slot, the other after long: 15 + 18.75 s. Counted as full trials, they would take 45 s each.
+    assert p.eta_s() == pytest.approx(15 + 18.75)
 
 
 def test_a_custom_objective_line_shows_its_params_and_no_token_column():
