@@ -141,7 +141,7 @@ def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, 
     Returns:
         The mean difference, ``seed`` (paired by seed over the searches' means per seed) and
         ``search`` (Welch's t on the searches' means: search and seed variation; None unless a lever
-        has two searches), and ``excludes_zero``, decided on the widest interval there is.
+        has two searches), and ``excludes_zero``, decided on ``search`` where there is one, else on ``seed``.
     """
     a, b = _matrix(first, metric), _matrix(other, metric)
     out: dict[str, Any] = {"first": first["lever"], "other": other["lever"], "metric": metric, "level": level}
