@@ -1,15 +1,56 @@
-"""Helpers shared by the transfer sweeps (depth_transfer.py, budget_transfer.py): timing a shape for `--estimate`."""
+"""Helpers shared by the transfer sweeps (transfer.py, depth_transfer.py, budget_transfer.py): the short run
+they train, the command line (`--tiny`, `--estimate`) and timing a shape for `--estimate`."""
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
+from _common import machine
 
 from trainer.config import TrainConfig
 from trainer.model import build_model, build_optimizer
 
 _VOCAB = 257  # byte-level: what the benchmark corpora are tokenised to
+# The short run of the width and depth sweeps: 32k unique tokens, 10 epochs, one evaluation.
+SHORT_RUN = (
+    "data.valid_tokens=16384",
+    "budget.unique_tokens=32768",
+    "budget.epochs=10",
+    "budget.mix_ratio=0.0",
+    "optim.weight_decay=0.1",
+    "optim.warmup_tokens=32768",
+    "eval_every_tokens=1000000000",  # one evaluation, at the end
+    "search.concurrency=2",
+    "search.cpus_per_trial=1",
+)
+P = TypeVar("P")
+
+
+def sweep_main(doc: str, tiny: P, full: P, estimate: Callable[[P], None], run: Callable[[P], None]) -> None:
+    """A sweep's command line: `--tiny` runs `tiny` (does the script work), `--estimate` times `full`'s shapes.
+
+    Args:
+        doc: the script's docstring (its first line describes the command).
+        tiny, full: the script's two plans.
+        estimate: prints the CPU time a plan needs, training nothing.
+        run: trains (resuming) and reports a plan.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="a few steps at tiny sizes: does the script work")
+    parser.add_argument("--estimate", action="store_true", help="time a few steps per shape; train nothing")
+    args = parser.parse_args()
+    plan = tiny if args.tiny else full
+    print(machine())
+    if args.estimate:
+        estimate(plan)
+        return
+    start = time.time()
+    run(plan)
+    print(f"\n{time.time() - start:.0f} s wall")
 
 
 def step_seconds(config: TrainConfig, steps: int = 4) -> float:

@@ -20,15 +20,13 @@ with a longer grid) trains only what is missing, and the tables come back from t
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
-import time
 from dataclasses import dataclass
 
 import torch
-from _common import machine, print_table, study_config
-from _sweeps import step_seconds
+from _common import print_table, study_config
+from _sweeps import SHORT_RUN, step_seconds, sweep_main
 
 from automix.config._study import StudyConfig
 from automix.scaling._transfer import with_values
@@ -61,17 +59,7 @@ class Plan:
         return study_config(self.name, [*base, *([f"model.width={width}"] if width else [])], fresh=False)
 
 
-RUN = (
-    "data.valid_tokens=16384",
-    "budget.unique_tokens=32768",
-    "budget.epochs=10",
-    "budget.mix_ratio=0.0",
-    "optim.weight_decay=0.1",
-    "optim.warmup_tokens=32768",
-    "eval_every_tokens=1000000000",  # one evaluation, at the end
-    "search.concurrency=2",
-    "search.cpus_per_trial=1",
-)
+RUN = SHORT_RUN
 FULL = Plan("depth_bench", (2, 4, 8, 16), (64, 128), LR_GRID, WD_GRID, (64, 2), (256, 8), RUN)
 TINY = Plan(
     "depth_bench_tiny",
@@ -178,19 +166,7 @@ def estimate(plan: Plan, steps: int = 4) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="a few steps at tiny sizes: does the script work")
-    parser.add_argument("--estimate", action="store_true", help="time a few steps per shape; train nothing")
-    args = parser.parse_args()
-    plan = TINY if args.tiny else FULL
-    print(machine())
-    if args.estimate:
-        estimate(plan)
-        return
-    start = time.time()
-    depth_sweeps(plan)
-    joint_transfer(plan)
-    print(f"\n{time.time() - start:.0f} s wall")
+    sweep_main(__doc__, TINY, FULL, estimate, lambda plan: (depth_sweeps(plan), joint_transfer(plan)))
 
 
 if __name__ == "__main__":

@@ -15,23 +15,13 @@ import platform
 import time
 from pathlib import Path
 
+from _sweeps import SHORT_RUN
+
 from automix.config._study import load_config
 from automix.scaling._verify import LR_GRID, WD_GRID, verify_transfer
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERRIDES = [
-    "study=transfer_bench",
-    "work_dir=runs/transfer_bench",
-    "data.valid_tokens=16384",
-    "budget.unique_tokens=32768",
-    "budget.epochs=10",
-    "budget.mix_ratio=0.0",
-    "optim.weight_decay=0.1",
-    "optim.warmup_tokens=32768",
-    "eval_every_tokens=1000000000",  # one evaluation, at the end
-    "search.concurrency=2",
-    "search.cpus_per_trial=1",
-]
+OVERRIDES = ["study=transfer_bench", "work_dir=runs/transfer_bench", *SHORT_RUN]
 
 
 def main() -> None:
