@@ -3,8 +3,10 @@ exported API (docs/design.md, "Layers"). Each check runs in a fresh interpreter.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -125,3 +127,52 @@ def test_exports_are_the_functions_after_every_subpackage_loads():
         "assert all(getattr(automix, name) is not None for name in automix.__all__)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _runtime_imports(path, name: str, modules: set[str]) -> set[str]:
+    """The in-repo modules `path` imports when it runs (an `if TYPE_CHECKING:` block imports nothing)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+        for child in block.body
+        for node in ast.walk(child)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            base = ".".join([*parts, *([node.module] if node.module else [])])
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return (found & modules) - {name}
+
+
+def test_no_import_circles_in_automix_and_trainer():
+    """docs/design.md, "Layers": every module's runtime imports, lazy ones included, form no circle."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    paths = {}
+    for path in [*root.glob("automix/**/*.py"), *root.glob("trainer/**/*.py")]:
+        name = ".".join(path.relative_to(root).with_suffix("").parts)
+        paths[name.removesuffix(".__init__")] = path
+    graph = {name: _runtime_imports(path, name, set(paths)) for name, path in paths.items()}
+    circles, state = [], {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for other in sorted(graph[name]):
+            if state.get(other) == "open":
+                circles.append([*trail[trail.index(other) :], other])
+            elif other not in state:
+                visit(other, [*trail, other])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert len(graph) > 50 and not circles, circles

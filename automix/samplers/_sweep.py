@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import optuna
 import optuna.distributions as od
 
-from automix.config._space import SearchSpace
 from automix.errors import ConfigError
+
+if TYPE_CHECKING:  # the config layer imports the samplers' registry to check a name
+    from automix.config._space import SearchSpace
 
 
 def grid_values(space: SearchSpace) -> dict[str, list]:
