@@ -7,7 +7,7 @@ own seed's noise, so it is re-trained from seeds no search saw (`compare_levers`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,19 @@ from automix.analysis._reruns import settings_config, train_many, with_seed
 from automix.config._study import StudyConfig
 from automix.errors import ConfigError
 from automix.study._results import trained
+from trainer.config import TrainConfig
 
 METRICS = ("target_val_loss", "target_acc", "aux_val_loss", "aux_acc", "target_acc_chance")
 DIFF_METRICS = ("target_val_loss", "target_acc")
 
 
-def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers: int = 1) -> dict[str, Any]:
-    """Re-train the best of every study under `seeds` and compare the levers.
+def compare_levers(
+    configs: Sequence[StudyConfig],
+    seeds: Sequence[int],
+    workers: int = 1,
+    at: Callable[[TrainConfig], TrainConfig] | None = None,
+) -> dict[str, Any]:
+    """Re-train the best of every study under `seeds` (at another model if `at`) and compare the levers.
 
     Unbiased means, and the first lever minus each other one with two intervals. The seed-only one
     pairs the levers seed by seed (a seed's luck cancels). The other also counts search-to-search
@@ -38,10 +44,13 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
             lever of the first study is the one the others are subtracted from.
         seeds: trainer seeds of the re-runs, shared by every study (paired).
         workers: runs trained at once, one thread each.
+        at: maps a best trial's trainer config to the one re-trained, e.g. the target model of
+            `automix.scaling._transfer.target_config`: does the proxy's verdict hold there?
 
     Returns:
-        ``{"unique_tokens", "train_tokens", "seeds", "levers", "differences"}``, where each lever has
-        its searches (settings, the selected loss, the re-runs) and pooled stats.
+        ``{"unique_tokens", "train_tokens", "seeds", "model", "levers", "differences"}``, where each
+        lever has its searches (settings, the selected loss, the re-runs) and pooled stats, and
+        ``model`` the re-runs' width and depth.
 
     Raises:
         ConfigError: if the studies' data or compute budgets differ, or a study has no completed trial.
@@ -53,6 +62,7 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
     budget = _common_budget(configs)
     searches = [_search_entry(config) for config in configs]
     trains = [s.pop("train_config") for s in searches]
+    trains = [at(train) for train in trains] if at else trains
     runs = train_many(
         [with_seed(train, seed) for train in trains for seed in seeds],
         [Path(s["reruns_dir"]) for s in searches for _ in seeds],
@@ -65,6 +75,7 @@ def compare_levers(configs: Sequence[StudyConfig], seeds: Sequence[int], workers
     return {
         **budget,
         "seeds": list(seeds),
+        "model": {"width": trains[0].model.width, "depth": trains[0].model.depth},
         "levers": levers,
         "differences": [lever_difference(levers[0], other, m) for other in levers[1:] for m in DIFF_METRICS],
     }

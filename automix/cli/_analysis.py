@@ -20,7 +20,13 @@ def add_commands(sub) -> None:
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--seeds", default="1,2", help="seeds for the re-runs (the search used the config's seed)")
     p.add_argument("--workers", type=int, default=2, help="runs trained at once, one thread each")
-    p.add_argument("--out", type=Path, help="result file (default: compare.json in the first study's work_dir)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="result file (default: compare.json, or compare_wWdL.json at another model, in the first study's dir)",
+    )
+    p.add_argument("--width", type=int, help="re-train at this width (μP transfer): does the verdict hold there?")
+    p.add_argument("--depth", type=int, help="re-train at this depth (with --width or alone)")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
@@ -50,12 +56,22 @@ def _compare(args: argparse.Namespace) -> int:
     paths = [c for c in args.configs if "=" not in c]  # `key=value` items apply to every config
     overrides = [c for c in args.configs if "=" in c]
     configs = [with_storage(load_config(path, overrides), args.storage) for path in paths]
-    result = compare_levers(configs, int_list(args.seeds, "--seeds"), args.workers)
+    result = compare_levers(configs, int_list(args.seeds, "--seeds"), args.workers, _target(args))
     print_rows(summary_table(result))
     print_rows(difference_table(result))
-    out = args.out or Workspace.from_config(configs[0]).path("compare.json")
+    shape = "" if _target(args) is None else f"_w{result['model']['width']}d{result['model']['depth']}"
+    out = args.out or Workspace.from_config(configs[0]).path(f"compare{shape}.json")
     print(f"written: {write_json(out, result)}")
     return 0
+
+
+def _target(args: argparse.Namespace):
+    """The proxy → target map of `--width/--depth` (automix transfer's rules), or None."""
+    if args.width is None and args.depth is None:
+        return None
+    from automix.scaling._transfer import target_config  # loads torch: only when asked for
+
+    return lambda proxy: target_config(proxy, args.width or proxy.model.width, depth=args.depth)
 
 
 def _multiplier(args: argparse.Namespace) -> int:

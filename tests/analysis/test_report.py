@@ -93,6 +93,13 @@ def test_report_has_every_section_and_lands_in_mlflow(study_config):
     assert main(["compare", str(path), "--seeds", "1,2", "--workers", "1"]) == 0
     compared = json.loads((work / "compare.json").read_text())
     assert [len(s["reruns"]["target_val_loss"]) for s in compared["levers"][0]["searches"]] == [2]
+    # the same best re-trained at a wider, deeper target: its own file, other losses
+    assert main(["compare", str(path), "--seeds", "1", "--workers", "1", "--width", "64", "--depth", "2"]) == 0
+    target = json.loads((work / "compare_w64d2.json").read_text())
+    assert (compared["model"], target["model"]) == ({"width": 32, "depth": 1}, {"width": 64, "depth": 2})
+    assert target["levers"][0]["searches"][0]["reruns"]["target_val_loss"][0] != pytest.approx(
+        compared["levers"][0]["searches"][0]["reruns"]["target_val_loss"][0]
+    )
     assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2"]) == 0
     multiplier = json.loads((work / "multiplier.json").read_text())
     assert {e["metric"] for e in multiplier["estimates"]} == {"target_val_loss", "target_acc"}
