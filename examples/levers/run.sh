@@ -1,55 +1,53 @@
 #!/usr/bin/env bash
-# The whole mix-vs-tune study of RESULTS.md, from the repository root: `bash examples/levers/run.sh`.
-# Every step resumes or reads its cache, so after an interruption the same command continues.
-#   1. the three lever searches (joint, mix_only, tune_only), 40 trials each;
-#   2. equal data: each study's best re-trained from seeds the search never used, the joint study
-#      minus each single lever paired by seed (runs/levers_joint/compare.json);
-#   3. equal compute: mix_only and tune_only searched again with the joint best's tokens as the cap
-#      of every trial (search.max_train_tokens) and within reach (epochs up to cap / U), then
-#      compared the same way (compare_equal_compute.json);
-#   4. the effective-data multiplier: the tune-only best at r = 0 over five U, inverted at the joint
-#      best (runs/levers_joint/multiplier.json);
-#   5. the report of the joint study, with all of the above.
-# About 2.5 h on 2 CPU cores (measured: the three searches 40 min, the first compare 11 min).
-# SEEDS and UNITS override the defaults.
+# The mix-or-tune study of RESULTS.md, from the repository root:
+#   bash examples/levers/run.sh [STEP ...]      (default: every step, in this order)
+# Steps (each resumes or reads its cache, so after an interruption the same command continues):
+#   regime       repetition's cost at equal tokens, 3 seeds, lr swept (regime.py)
+#   T800000 T1600000 T3200000
+#                levers at exactly equal compute T (U = 50k): 3 searches per lever, compared
+#   target       the T = 1.6M levers' bests at a 32× larger model (w256 d4), a local sweep around the
+#                transferred joint point and proxy → target rank correlation (proxy_target.py)
+#   equal_data   U = 50k, E free: 3 searches per lever and a dense tune-only grid, compared
+#   multiplier   at each T: the joint searches against a tune-only reference re-tuned (wd × lr) at
+#                every U, at the same T
+# Wall times on 2 CPU cores are in RESULTS.md beside each table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-AUTOMIX=${AUTOMIX:-.venv/bin/automix}
-SEEDS=${SEEDS:-1,2,3}
-UNITS=${UNITS:-25000,50000,100000,200000,400000}
+export AUTOMIX=${AUTOMIX:-.venv/bin/automix}
+PY=.venv/bin/python
 L=examples/levers
+LEVELS=(800000 1600000 3200000)
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(regime T800000 T1600000 target equal_data multiplier T3200000)
 
-for lever in joint mix_only tune_only; do
-  "$AUTOMIX" search "$L/$lever.yaml" --resume
+equal_tokens() {  # $1 = T
+  $PY $L/searches.py "T$1" $L/equal_tokens.yaml --train-tokens "$1" \
+    --lever joint=search_spaces/equal_tokens_joint.yaml --lever mix_only=search_spaces/mix_only.yaml \
+    --lever tune_only=search_spaces/equal_tokens_tune_only.yaml
+}
+
+multiplier() {  # $1 = T: its studies must have been searched
+  local d=runs/levers/T$1
+  [ -f "$d/compare.json" ] || { echo "multiplier: T=$1 not searched yet, skipped"; return 0; }
+  "$AUTOMIX" multiplier "$d/joint_s1.yaml" --searches "$d/joint_s2.yaml" "$d/joint_s3.yaml" \
+    --reference "$d/tune_only_s1.yaml" --units 50000,100000,200000,400000 --seeds 101,102 \
+    --retune weight_decay=0.33,1,3 --retune learning_rate=0.5,1,2
+}
+
+for step in "${STEPS[@]}"; do
+  case $step in
+    regime) $PY $L/regime.py --seeds 1,2,3 ;;
+    T*) equal_tokens "${step#T}" ;;
+    target)
+      d=runs/levers/T1600000
+      "$AUTOMIX" compare "$d"/{joint,mix_only,tune_only}_s{1,2,3}.yaml --seeds 101,102,103 --width 256 --depth 4 \
+        --out "$d/compare_w256d4.json"
+      $PY $L/proxy_target.py --level 1600000 --width 256 --depth 4 ;;
+    equal_data)
+      $PY $L/searches.py equal_data $L/equal_data.yaml --also $L/equal_data_grid.yaml \
+        --lever joint=search_spaces/equal_data_joint.yaml --lever mix_only=search_spaces/mix_only.yaml \
+        --lever tune_only=search_spaces/equal_data_tune_only.yaml ;;
+    multiplier) for T in "${LEVELS[@]}"; do multiplier "$T"; done ;;
+    *) echo "run.sh: unknown step '$step' (regime, T800000, T1600000, T3200000, target, equal_data, multiplier)" >&2; exit 2 ;;
+  esac
 done
-"$AUTOMIX" compare "$L/joint.yaml" "$L/mix_only.yaml" "$L/tune_only.yaml" --seeds "$SEEDS"
-
-# The equal-compute studies: the same configs under new names, every trial capped at the joint
-# best's trained tokens, and the epochs' range widened so that a lever without mixing can spend them.
-cap=$(.venv/bin/python -c 'import json; print(int(json.load(open("runs/levers_joint/best.json"))["best_attrs"]["tokens"]))')
-mkdir -p runs/levers_equal_compute
-for lever in mix_only tune_only; do
-  config=runs/levers_equal_compute/$lever.yaml
-  .venv/bin/python - "$L/$lever.yaml" "$config" "$lever" "$cap" <<'EOF'
-import math, sys, yaml
-source, target, lever, cap = sys.argv[1:]
-config = yaml.safe_load(open(source))
-config["study"] = f"levers_{lever}_equal_compute"
-config["work_dir"] = f"runs/levers_{lever}_equal_compute"
-config["search"]["max_train_tokens"] = int(cap)
-space = yaml.safe_load(open(config["search"]["space"]))
-epochs = space["params"].get("epochs")
-if isinstance(epochs, dict):
-    epochs["high"] = max(epochs["high"], math.ceil(int(cap) / config["budget"]["unique_tokens"]))
-    epochs.pop("grid", None)
-config["search"]["space"] = target.removesuffix(".yaml") + "_space.yaml"
-yaml.safe_dump(space, open(config["search"]["space"], "w"), sort_keys=False)
-yaml.safe_dump(config, open(target, "w"), sort_keys=False)
-EOF
-  "$AUTOMIX" search "$config" --resume
-done
-"$AUTOMIX" compare "$L/joint.yaml" runs/levers_equal_compute/mix_only.yaml runs/levers_equal_compute/tune_only.yaml \
-  --seeds "$SEEDS" --out runs/levers_joint/compare_equal_compute.json
-
-"$AUTOMIX" multiplier "$L/joint.yaml" --reference "$L/tune_only.yaml" --units "$UNITS" --seeds "$SEEDS"
-"$AUTOMIX" report "$L/joint.yaml"
