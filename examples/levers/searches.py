@@ -53,8 +53,8 @@ def main() -> None:
     configs = []
     for lever, space in (item.split("=", 1) for item in args.lever):
         for s in (int(x) for x in args.searches.split(",")):
-            out = folder / f"{lever}_s{s}.yaml"
-            configs.append(write_config(args.base, out, f"levers_{args.name}_{lever}_s{s}", space, s, args.train_tokens))
+            name = f"levers_{args.name}_{lever}_s{s}"
+            configs.append(write_config(args.base, folder / f"{lever}_s{s}.yaml", name, space, s, args.train_tokens))
     for config in [*configs, *map(Path, args.also)]:
         subprocess.run([AUTOMIX, "search", str(config), "--resume"], check=True)
     if not args.no_compare:
