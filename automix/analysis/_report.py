@@ -305,6 +305,11 @@ def _multiplier(data: StudyData, report: Report, section: Section) -> None:
     )
     if result is None:
         return
+    ref, mixed = result["points"]["reference"], result["points"]["mixed"]
+    if "grid" not in ref:  # written before the reference was re-tuned: its layout differs
+        section.text("multiplier.json is from an older automix: run `automix multiplier` again.")
+        return
+    n_grid = len(ref["grid"])
     rows = [
         {
             "metric": e["metric"],
@@ -312,11 +317,16 @@ def _multiplier(data: StudyData, report: Report, section: Section) -> None:
             "multiplier": f"{e['multiplier']:.2f}",
             "95% interval": f"[{e['low']:.2f}, {e['high']:.2f}]",
             "fit": e["fit"]["kind"],
+            **({"grid points": n_grid} if n_grid > 1 else {}),
             "failed resamples": f"{e['n_failed']}/{e['n_boot']}",
         }
         for e in result["estimates"]
     ]
-    section.text("U_equivalent / U: the unique target data a target-only run needs to match the mixed run.")
+    retuned = f", the reference re-tuned at each U over {n_grid} grid points" if n_grid > 1 else ""
+    section.text(
+        "U_equivalent / U: the unique target data a target-only run needs to match the mixed lever "
+        f"(searches × seeds: {len(mixed['studies'])} × {len(mixed['seed'])}{retuned})."
+    )
     section.table(rows)
     report.png(section, plot_multiplier(result), "multiplier")
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from automix.cli._common import STORAGE_HELP, int_list, print_rows, study_args, with_storage, workspace
+from automix.errors import ConfigError
 
 
 def add_commands(sub) -> None:
@@ -29,12 +30,20 @@ def add_commands(sub) -> None:
     p.add_argument("--depth", type=int, help="re-train at this depth (with --width or alone)")
     p.set_defaults(func=_compare)
 
-    p = sub.add_parser("multiplier", help="effective-data multiplier of the study's best mixed run")
+    p = sub.add_parser("multiplier", help="effective-data multiplier of the mixed lever's best runs")
     study_args(p, "the mixed (joint) study config")
+    p.add_argument("--searches", nargs="+", default=[], metavar="CONFIG", help="more searches of the mixed lever")
     p.add_argument("--reference", help="study whose best settings at r=0 make the target-only curve")
     p.add_argument("--units", default="12500,25000,50000,100000", help="U of the target-only runs")
     p.add_argument("--seeds", default="1,2")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--retune",
+        action="append",
+        default=[],
+        metavar="KEY=F1,F2,...",
+        help="factors on the reference best, tried at each U: weight_decay, learning_rate, epochs (repeatable)",
+    )
     p.set_defaults(func=_multiplier)
 
 
@@ -79,12 +88,33 @@ def _multiplier(args: argparse.Namespace) -> int:
     from automix.config import load_config
     from trainer.atomic import write_json
 
+    # `key=value` items after --searches are overrides too; they apply to CONFIG and every search
+    args.overrides += [s for s in args.searches if "=" in s]
     config, ws = workspace(args)
+    searches = [with_storage(load_config(p, args.overrides), args.storage) for p in args.searches if "=" not in p]
     reference = load_config(args.reference) if args.reference else config
     units, seeds = int_list(args.units, "--units"), int_list(args.seeds, "--seeds")
-    result = measure(config, reference, units, seeds, args.workers)
+    retune = _retune(args.retune)
+    result = measure([config, *searches], reference, units, seeds, args.workers, retune=retune or None)
+    n_grid = len(result["points"]["reference"]["grid"])
+    retuned = f"; reference re-tuned over {n_grid} grid points" if retune else ""
     for e in result["estimates"]:
-        interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit"
+        interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit{retuned}"
         print(f"{e['metric']}: multiplier {e['multiplier']:.3g} ({interval})")
     print(f"written: {write_json(ws.path('multiplier.json'), result)}")
     return 0
+
+
+def _retune(items: list[str]) -> dict[str, list[float]]:
+    """`--retune weight_decay=0.33,1,3` items as {key: factors}; a ConfigError on a malformed one."""
+    retune = {}
+    for item in items:
+        key, _, factors = item.partition("=")
+        try:
+            values = [float(x) for x in factors.split(",")]
+        except ValueError:
+            values = []
+        if not key.strip() or not values:
+            raise ConfigError(f"--retune takes KEY=F1,F2,... (e.g. weight_decay=0.33,1,3), got '{item}'")
+        retune[key.strip()] = values
+    return retune

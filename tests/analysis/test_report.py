@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.image
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -100,9 +101,13 @@ def test_report_has_every_section_and_lands_in_mlflow(study_config):
     assert target["levers"][0]["searches"][0]["reruns"]["target_val_loss"][0] != pytest.approx(
         compared["levers"][0]["searches"][0]["reruns"]["target_val_loss"][0]
     )
-    assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2"]) == 0
+    retune = ["--retune", "learning_rate=0.5,1"]
+    assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2", *retune]) == 0
     multiplier = json.loads((work / "multiplier.json").read_text())
     assert {e["metric"] for e in multiplier["estimates"]} == {"target_val_loss", "target_acc"}
+    reference = multiplier["points"]["reference"]
+    assert [p["factors"] for p in reference["grid"]] == [{"learning_rate": 0.5}, {"learning_rate": 1.0}]
+    assert np.shape(reference["runs"]["target_val_loss"]) == (2, 2, 1)  # U × grid × seeds
     plt_png = work / "transfer_lr_width.png"
     shutil.copy(Path(matplotlib.get_data_path()) / "images" / "matplotlib.png", plt_png)
 
