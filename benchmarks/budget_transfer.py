@@ -6,9 +6,9 @@ The proxy is examples/levers/joint.yaml's base: w64 d2 μP, batch 4, seq 128, lr
 50k tokens, linear decay over the last 20% of T; one width up is w128 (μP, lr and wd stated at width 64).
 
 1. wd × U at E = 16 (T = 16·U): wd on a 3× grid 0.01 … 3, U ∈ {25k, 50k, 100k, 200k} at w64 and
-   {25k, 50k, 100k} at w128, seeds 0 and 1 (about 2 CPU-hours, 1 h on 2 cores; U = 200k at w128 as
-   well would make it about 1.5 h). For each (width, U): the best wd of the seed-mean loss, refined
-   to the vertex of a parabola in log wd through it and its neighbours, and where that optimum sits
+   {25k, 50k, 100k} at w128, seeds 0, 1 and 2 (two seeds took 28 min on 2 cores, 2026-12-06; U = 200k
+   at w128 as well would add about 0.9 CPU-hours). For each (width, U): the best wd of the seed-mean
+   loss, refined to the vertex of a parabola in log wd through it and its neighbours, and where that optimum sits
    in AdamW's timescale τ = 1/(lr·wd): in steps (lr·wd is PyTorch AdamW's per-step decay, the same
    at every width under μP: MuAdamW gives hidden matrices lr/m and wd·m), in tokens
    (τ·batch·seq_len), in epochs over U, and as a share of T beside the tokens per parameter T/N
@@ -95,7 +95,7 @@ FULL = Plan(
     # U = 200k at w128 too would add 12 runs and ~0.9 CPU-hours (cached runs are kept: add it later)
     {64: (25_000, 50_000, 100_000, 200_000), 128: (25_000, 50_000, 100_000)},
     (0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
-    (0, 1),
+    (0, 1, 2),  # a third seed: two left w128's U = 100k flat within noise from wd 0.01 to 0.3
     16,
     (25_000, 100_000),
     (8, 16, 32),
