@@ -51,12 +51,19 @@ def source_files(source: str) -> list[Path]:
 def content_key(source: str, hf_max_documents: int) -> str:
     """Hash of what a source contains: every file's bytes (sizes and mtimes can lie), in reading order.
 
-    A hub dataset is keyed by its name and cap: hashing it would mean streaming it on every call.
+    A hub dataset is keyed by its name and cap (hashing it would mean streaming it on every call); an
+    `hf:` NAME that is a local folder by its files' bytes too, so an edited local dataset is re-read.
     """
     if source.startswith(HF_PREFIX):
-        return digest(source, hf_max_documents)
+        local = Path(source[len(HF_PREFIX) :].partition(":")[0])
+        files = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else []
+        return digest(source, hf_max_documents, *([_files_hash(files)] if files else []))
+    return _files_hash(source_files(source))
+
+
+def _files_hash(files: list[Path]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for path in source_files(source):
+    for path in files:
         # suffix (how it is parsed) and size (where it ends) keep file boundaries in the hash
         h.update(f"{path.suffix}\0{path.stat().st_size}\0".encode())
         with open(path, "rb") as f:

@@ -21,6 +21,7 @@ import yaml
 
 from automix.config import load_config
 from trainer.data import prepare
+from trainer.documents import content_key, digest
 from trainer.token_cache import load_tokens
 from trainer.tokenizer import build_tokenizer
 from trainer.train import run
@@ -146,3 +147,15 @@ def test_hub_names_stay_and_local_folders_become_absolute(tmp_path, monkeypatch)
     data = load_config(study).data
     assert data.target == f"hf:{tmp_path / 'sw'}:default"
     assert data.auxiliary == "hf:wikimedia/wikipedia:20231101.en"  # no such folder: a hub name
+
+
+def test_an_edited_local_dataset_gets_a_new_cache_key_and_a_hub_name_keeps_its_own(hub_on_disk, tmp_path):
+    """A local `hf:` folder is keyed by its files' bytes, so editing it re-tokenises; a hub name by name and cap."""
+    source = f"hf:{tmp_path / 'en'}"
+    before = content_key(source, CAP)
+    assert content_key(source, CAP) == before
+    with open(tmp_path / "en" / "train.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "an edited row"}) + "\n")
+    assert content_key(source, CAP) != before
+    hub = "hf:wikimedia/wikipedia:20231101.en"
+    assert content_key(hub, CAP) == digest(hub, CAP) != content_key(hub, CAP + 1)
