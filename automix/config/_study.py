@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from automix.errors import ConfigError
 from trainer.config import RunSettings, TrainConfig
+
+
+def _no_scheduler(value: object) -> object:
+    """`none` for the words a user means it by: YAML reads off/no/false as False."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "no", "false")):
+        return "none"
+    return value
 
 
 def _registered_sampler(name: str) -> str:
@@ -56,7 +63,9 @@ class SearchConfig(_Strict):
         description="GPU share per trial; auto packs as many trials per GPU as memory, compute and CPU cores "
         "allow (automix/resources/_packing.py), 0 without a GPU; a fraction such as 0.25 sets it",
     )
-    scheduler: Literal["asha", "median", "none"] = "asha"
+    scheduler: Annotated[Literal["asha", "median", "none"], BeforeValidator(_no_scheduler)] = Field(
+        "asha", description="early stopping: asha, median, or none (also off/false/no) to train every trial to its end"
+    )
     fidelity: Literal["progress", "tokens"] = Field(
         "progress",
         description="where schedulers compare trials: at the same share of each trial's own budget (progress), "

@@ -122,3 +122,10 @@ def test_a_study_config_is_the_trainers_run_settings_plus_how_to_search():
         include=set(RunSettings.model_fields)
     )
     assert (base.seed, base.eval_every_tokens, base.compile, base.out_dir) == (3, 500, "off", None)
+
+
+@pytest.mark.parametrize("word", OFF)
+def test_scheduler_off_means_none_in_a_file_and_on_the_command_line(write_study, word):
+    """`scheduler: off` reached the Literal as False ("got False"); off, false and no all mean none."""
+    assert load_config(write_study("search.scheduler", word)).search.scheduler == "none"
+    assert load_config(write_study(), [f"search.scheduler={word}"]).search.scheduler == "none"
