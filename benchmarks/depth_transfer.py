@@ -21,6 +21,7 @@ with a longer grid) trains only what is missing, and the tables come back from t
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ from trainer.data import prepare
 from trainer.model import LABELS
 
 LOSS_GAP = 0.01  # nats: the joint transfer's goal at the transferred point
+CHECK_SEED = 1  # a second seed at the cells that decide the drift (a fresh-context audit asked for it)
+CHECK_MAX_LR = 1.6e-2  # the optimum's side of the grid: the check's runs are the sweep's below this
 PS = ("completep", "mup")  # the parametrisation that should transfer in depth, then μP beside it
 
 
@@ -136,6 +139,59 @@ def joint_transfer(plan: Plan) -> None:
     print(f"\ngoal (≤ 1 step each, ≤ {LOSS_GAP} nats): {'met' if met else 'not met'}")
 
 
+def seed_check(plan: Plan) -> None:
+    """The sweep's runs at the shallowest and deepest depth (lr ≤ CHECK_MAX_LR) again from CHECK_SEED.
+
+    The runs are the cached seed-0 configs with only the seed changed, so the two seeds differ in
+    nothing else; best lr per depth on each seed and on their mean, and the steps between depths.
+    """
+    cache = Workspace.from_config(plan.config()).path("verify_transfer") / "runs"
+    ends, lrs = (min(plan.depths), max(plan.depths)), [lr for lr in plan.lrs if lr <= CHECK_MAX_LR * 1.001]
+    first = {}
+    for path in cache.glob("*.json"):
+        run = json.loads(path.read_text())
+        c = TrainConfig.model_validate(run["config"])
+        key = (c.model.width, c.model.parametrization, c.model.depth, c.optim.learning_rate)
+        if c.seed == 0 and c.optim.weight_decay == 0.1 and c.model.width in plan.depth_widths and key[2] in ends:
+            first[key] = (c, run["target_val_loss"])
+    keys = sorted(k for k in first if k[3] in lrs)
+    again = final_losses([first[k][0].model_copy(update={"seed": CHECK_SEED}) for k in keys], cache, 2)
+    losses = {k: (first[k][1], loss) for k, loss in zip(keys, again, strict=True)}
+    rows = []
+    for width, p in itertools.product(plan.depth_widths, PS):
+        best = {}
+        for depth, pick in itertools.product(ends, (0, 1, "mean")):
+            at = {lr: losses[width, p, depth, lr] for lr in lrs}
+            score = {lr: (sum(v) / 2 if pick == "mean" else v[pick]) for lr, v in at.items()}
+            best[depth, pick] = min(score, key=score.get), min(score.values())
+        cells = [f"{best[d, k][0]:.3g}" for d in ends for k in (0, 1)]
+        mean = [f"{best[d, 'mean'][0]:.3g} ({best[d, 'mean'][1]:.4f})" for d in ends]
+        steps = abs(lrs.index(best[ends[0], "mean"][0]) - lrs.index(best[ends[1], "mean"][0]))
+        rows.append([f"w{width}", LABELS[p], *cells, *mean, f"{steps} step(s)"])
+    d0, d1 = ends
+    print_table(
+        f"Seed check: best lr at depth {d0} and {d1} per seed (0, {CHECK_SEED}) and on their mean "
+        f"(lr ≤ {CHECK_MAX_LR:g})",
+        [
+            "width",
+            "rule",
+            f"d{d0} s0",
+            f"d{d0} s{CHECK_SEED}",
+            f"d{d1} s0",
+            f"d{d1} s{CHECK_SEED}",
+            f"d{d0} mean",
+            f"d{d1} mean",
+            "apart (mean)",
+        ],
+        rows,
+    )
+    spread = [abs(a - b) for a, b in losses.values()]
+    print(
+        f"\nseed-to-seed |Δloss| over the {len(spread)} cells: "
+        f"median {sorted(spread)[len(spread) // 2]:.4f}, max {max(spread):.4f}"
+    )
+
+
 def _at(base: TrainConfig, width: int, depth: int, lr: float, wd: float) -> TrainConfig:
     values = {"model.width": width, "model.depth": depth, "learning_rate": lr, "weight_decay": wd}
     return with_values(base, values)
@@ -166,7 +222,7 @@ def estimate(plan: Plan, steps: int = 4) -> None:
 
 
 def main() -> None:
-    sweep_main(__doc__, TINY, FULL, estimate, lambda plan: (depth_sweeps(plan), joint_transfer(plan)))
+    sweep_main(__doc__, TINY, FULL, estimate, lambda plan: (depth_sweeps(plan), joint_transfer(plan), seed_check(plan)))
 
 
 if __name__ == "__main__":
