@@ -8,6 +8,8 @@
 2. Joint transfer w64 d2 → w256 d8 under CompleteP: the full lr × wd grid at the proxy and at the
    target. Goal: the proxy's best (lr, wd) within one grid step of the target's own best, and the
    target's loss there within 0.01 nats of that best.
+3. A seed check: the sweep's runs at depths 2 and 16, lr up to 1.6e-2, again from seed 1 (a
+   fresh-context audit found the margins deciding the best lr below one seed's noise).
 
 Each run as in benchmarks/transfer.py: shared corpora, byte-level, Arabic target, U = 32,768 tokens ×
 E = 10 (T = 327,680 tokens, 160 steps of 16 × 128), warmup 32k tokens, one evaluation at the end,
