@@ -247,6 +247,12 @@ def transfer(
     out = workspace.transfer_dir(source.number)
     proxy = TrainerObjective(base, space, workspace.trial_dir).config_for(source.params)
     targets = [target_config(proxy, w, train_tokens, depth, unique_tokens) for w in widths]
+    if budget_rule(proxy, unique_tokens, train_tokens)[0] > 1:
+        log.warning(
+            "transfer keeps E = %.3g at the larger budget: measured at 4x U, the best E at least doubled "
+            "(docs/transfer.md, 'Epochs do not carry'): search epochs at the target",
+            proxy.budget.effective_epochs,
+        )
     if depth not in (None, proxy.model.depth) and proxy.model.parametrization != "completep":
         log.warning(
             "transfer to depth %d under parametrization %s: nothing keeps the best lr in place across depth "

@@ -122,7 +122,7 @@ def test_budget_rule_takes_one_budget_of_at_least_one_token(proxy):
 
 
 @pytest.mark.slow
-def test_transfer_cli_unique_tokens_trains_the_target_budget_and_records_k(tmp_path, tiny, capsys):
+def test_transfer_cli_unique_tokens_trains_the_target_budget_and_records_k(tmp_path, tiny, capsys, caplog):
     config = _study(tmp_path, tiny)
     path = tmp_path / "study.yaml"
     path.write_text(json.dumps(config.model_dump()))
@@ -137,6 +137,7 @@ def test_transfer_cli_unique_tokens_trains_the_target_budget_and_records_k(tmp_p
     assert (run["unique_tokens"], run["epochs"], run["train_tokens"]) == (1024, 2, 2048)
     assert run["weight_decay"] == pytest.approx(0.3 / 2)
     assert "k = U'/U = 2" in record["rule"]["budget"]
+    assert "search epochs at the target" in caplog.text  # E kept: BENCHMARKS.md "Budget transfer"
 
 
 def _study(tmp_path, tiny) -> StudyConfig:
