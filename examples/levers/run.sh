@@ -4,7 +4,9 @@
 # Steps (each resumes or reads its cache, so after an interruption the same command continues):
 #   regime       repetition's cost at equal tokens, 3 seeds, lr swept (regime.py)
 #   T800000 T1600000 T3200000
-#                levers at exactly equal compute T (U = 50k): 3 searches per lever, compared
+#                levers at exactly equal compute T (U = 50k): 3 searches per lever, compared (tune
+#                only with lr down to 3e-4; the first T = 1.6M tune-only searches, lr from 1e-3,
+#                stay in runs/levers/T1600000/tune_only_s*)
 #   target       the T = 1.6M levers' bests at a 32× larger model (w256 d4), a local sweep around the
 #                transferred joint point and proxy → target rank correlation (proxy_target.py)
 #   equal_data   U = 50k, E free: 3 searches per lever and a dense tune-only grid, compared
@@ -23,14 +25,14 @@ STEPS=("$@")
 equal_tokens() {  # $1 = T
   $PY $L/searches.py "T$1" $L/equal_tokens.yaml --train-tokens "$1" \
     --lever joint=search_spaces/equal_tokens_joint.yaml --lever mix_only=search_spaces/mix_only.yaml \
-    --lever tune_only=search_spaces/equal_tokens_tune_only.yaml
+    --lever tune_only_wide=search_spaces/equal_tokens_tune_only_wide.yaml
 }
 
 multiplier() {  # $1 = T: its studies must have been searched
   local d=runs/levers/T$1
   [ -f "$d/compare.json" ] || { echo "multiplier: T=$1 not searched yet, skipped"; return 0; }
   "$AUTOMIX" multiplier "$d/joint_s1.yaml" --searches "$d/joint_s2.yaml" "$d/joint_s3.yaml" \
-    --reference "$d/tune_only_s1.yaml" --units 50000,100000,200000,400000 --seeds 101,102 \
+    --reference "$d/tune_only_wide_s1.yaml" --units 50000,100000,200000,400000 --seeds 101,102 \
     --retune weight_decay=0.33,1,3 --retune learning_rate=0.5,1,2
 }
 
@@ -40,7 +42,7 @@ for step in "${STEPS[@]}"; do
     T*) equal_tokens "${step#T}" ;;
     target)
       d=runs/levers/T1600000
-      "$AUTOMIX" compare "$d"/{joint,mix_only,tune_only}_s{1,2,3}.yaml --seeds 101,102,103 --width 256 --depth 4 \
+      "$AUTOMIX" compare "$d"/{joint,mix_only,tune_only_wide}_s{1,2,3}.yaml --seeds 101,102,103 --width 256 --depth 4 \
         --out "$d/compare_w256d4.json"
       $PY $L/proxy_target.py --level 1600000 --width 256 --depth 4 ;;
     equal_data)
