@@ -107,11 +107,10 @@ def budget_rule(
     times smaller.
 
     Assumes: the best τ is constant in epochs, not a power law in tokens per parameter ("Power
-    Lines", Bergsma et al. 2025, which would also move wd with the model size); the proxy's best E
-    carries to the new U (no published rule transfers the repetition count); the target keeps the
-    proxy's lr, batch size and sequence length. Measured by BENCHMARKS.md "Budget transfer", pending
-    (`benchmarks/budget_transfer.py`: a wd × U sweep, the rule fitted on the smaller U's and asked
-    for a larger one; docs/transfer.md).
+    Lines", Bergsma et al. 2025, which would also move wd with the model size); the target keeps the
+    proxy's lr, batch size and sequence length. E is kept for want of a rule, but the measured best E
+    grows with U (`transfer` warns). Measured in BENCHMARKS.md "Budget transfer"
+    (`benchmarks/budget_transfer.py`; docs/transfer.md).
 
     Args:
         proxy: the proxy trial's trainer config.
