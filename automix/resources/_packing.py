@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -146,25 +146,28 @@ def resolve_gpus_per_trial(
     value: float | str,
     config: TrainConfig | None,
     cpus_per_trial: float = 1.0,
-    free_bytes: int | None = None,
+    free_bytes: int | None | Literal["look"] = "look",
     cpu_cores: int | None = None,
+    cluster_gpus: float = 0.0,
 ) -> tuple[float, int]:
     """A search's `gpus_per_trial` as Ray takes it, and k trials per GPU.
 
     A number is kept (k = trials it lets share a GPU, 0 for 0). "auto" packs trials of `config`
-    (the search's largest trial) with `pack` on the free memory of the visible GPUs (`free_bytes`
-    overrides, for tests); it gives (0.0, 0) where no GPU is visible or `config.device` is cpu, and
-    a whole GPU per trial where there is no config to size (a custom objective).
+    (the search's largest trial) with `pack` on `free_bytes`, the free memory of the emptiest
+    visible GPU (None: no GPU visible; "look": `visible_gpu_free_bytes`). It gives a whole GPU per
+    trial where there is no config to size (a custom objective), or where this machine sees no GPU
+    but the Ray cluster it joined has `cluster_gpus` (their memory cannot be read from here); and
+    (0.0, 0) where there is no GPU or `config.device` is cpu.
     """
     if value != "auto":
         fraction = float(value)
         return fraction, (math.floor(1 / fraction + 1e-9) if fraction > 0 else 0)
     if config is not None and config.device == "cpu":
         return 0.0, 0
-    if free_bytes is None:
+    if free_bytes == "look":
         free_bytes = visible_gpu_free_bytes()
-        if free_bytes is None:
-            return 0.0, 0
+    if free_bytes is None:
+        return (1.0, 1) if cluster_gpus > 0 else (0.0, 0)
     if config is None:
         return 1.0, 1
     packing = pack(trial_size(config), free_bytes, cpu_cores or os.cpu_count() or 1, cpus_per_trial)

@@ -96,6 +96,16 @@ def test_resolve_auto_is_zero_without_a_gpu(monkeypatch):
     assert resolve_gpus_per_trial("auto", config(device="cpu"), free_bytes=80 * GB) == (0.0, 0)
 
 
+def test_resolve_auto_takes_a_whole_gpu_on_a_cluster_whose_gpus_this_machine_cannot_see():
+    """A driver without a GPU that joined a Ray cluster with GPUs ran every trial on the CPU before."""
+    assert resolve_gpus_per_trial("auto", PROXY, free_bytes=None, cluster_gpus=4) == (1.0, 1)
+    assert resolve_gpus_per_trial("auto", None, free_bytes=None, cluster_gpus=1) == (1.0, 1)
+    assert resolve_gpus_per_trial("auto", PROXY, free_bytes=None, cluster_gpus=0) == (0.0, 0)
+    assert resolve_gpus_per_trial("auto", config(device="cpu"), free_bytes=None, cluster_gpus=4) == (0.0, 0)
+    # a visible GPU is packed by its memory, whatever the cluster has
+    assert resolve_gpus_per_trial("auto", PROXY, free_bytes=80 * GB, cpu_cores=4, cluster_gpus=8) == (0.25, 4)
+
+
 def test_free_memory_read_from_nvidia_smi_for_the_visible_gpus(monkeypatch, tmp_path):
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho '0, 81000'\necho '1, 1000'\necho '2, 50000'\n")
