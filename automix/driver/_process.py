@@ -171,6 +171,11 @@ def ray_init(work_dir: Path, address: str | None) -> bool:
     return True
 
 
+def cluster_gpus() -> float:
+    """The GPUs the Ray cluster offers: a driver that joined a cluster may see none on its own machine."""
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
 def make_writable(work: Path) -> None:
     """Create the work directory and check that files can be written there (a ConfigError if not)."""
     try:

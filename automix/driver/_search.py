@@ -27,9 +27,9 @@ from automix.config._space import SpaceLike, as_space
 from automix.config._study import SearchConfig, StudyConfig, format_validation_error
 from automix.console import LOG_NAME, ProgressCallback, planned_tokens, quiet_output
 from automix.driver._preflight import Plan, objective_plan, trainer_plan
-from automix.driver._process import make_writable, ray_init, terminate_as_interrupt
+from automix.driver._process import cluster_gpus, make_writable, ray_init, terminate_as_interrupt
 from automix.errors import ConfigError
-from automix.resources import resolve_gpus_per_trial, visible_gpu_free_bytes
+from automix.resources import gpu_share_line, resolve_gpus_per_trial, visible_gpu_free_bytes
 from automix.samplers import make_sampler
 from automix.scheduling import (
     FailFast,
@@ -339,25 +339,14 @@ def _run(plan: Plan, session: _Session, searcher: StudySearcher, callbacks: list
 
 def _gpu_share(plan: Plan, session: _Session) -> float:
     """The GPU share per trial (`gpus_per_trial`, "auto" packs), said on the console and in MLflow."""
-    settings = plan.settings
-    auto = settings.gpus_per_trial == "auto"
-    free = visible_gpu_free_bytes() if auto else None
-    # A driver that joined a Ray cluster may see no GPU while the cluster's workers have some.
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0) if auto and free is None else 0.0
-    share, per_gpu = resolve_gpus_per_trial(
-        settings.gpus_per_trial, plan.data_check, settings.cpus_per_trial, free, cluster_gpus=cluster_gpus
-    )
+    value = plan.settings.gpus_per_trial
+    free = visible_gpu_free_bytes() if value == "auto" else None
+    cluster = cluster_gpus() if value == "auto" and free is None else 0.0
+    share, per_gpu = resolve_gpus_per_trial(value, plan.data_check, plan.settings.cpus_per_trial, free, cluster)
+    if share > 0 or value == "auto":
+        print(f"GPUs: {gpu_share_line(share, per_gpu, cluster)}", file=sys.stderr)
     if share > 0:
-        said = (
-            f"none on this machine, {cluster_gpus:g} in the Ray cluster: one trial per GPU (their memory is "
-            "not visible from here; gpus_per_trial: 0.25 packs 4 a GPU)"
-            if cluster_gpus > 0
-            else f"{per_gpu} trial(s) share each GPU (gpus_per_trial={share:.3g})"
-        )
-        print(f"GPUs: {said}", file=sys.stderr)
         session.tracker.set_tags(session.parent_id, {"trials_per_gpu": str(per_gpu), "gpus_per_trial": f"{share:.3g}"})
-    elif auto:
-        print("GPUs: none visible, trials run on the CPU", file=sys.stderr)
     return share
 
 

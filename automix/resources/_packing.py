@@ -172,3 +172,15 @@ def resolve_gpus_per_trial(
         return 1.0, 1
     packing = pack(trial_size(config), free_bytes, cpu_cores or os.cpu_count() or 1, cpus_per_trial)
     return packing.gpus_per_trial, packing.k
+
+
+def gpu_share_line(share: float, per_gpu: int, cluster_gpus: float = 0.0) -> str:
+    """What the console says of `resolve_gpus_per_trial`'s answer (after "GPUs: ")."""
+    if share <= 0:
+        return "none visible, trials run on the CPU"
+    if cluster_gpus > 0:
+        return (
+            f"none on this machine, {cluster_gpus:g} in the Ray cluster: one trial per GPU (their memory is "
+            "not visible from here; gpus_per_trial: 0.25 packs 4 a GPU)"
+        )
+    return f"{per_gpu} trial(s) share each GPU (gpus_per_trial={share:.3g})"

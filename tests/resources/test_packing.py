@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from automix.resources import _packing
-from automix.resources._packing import gpu_fraction, pack, resolve_gpus_per_trial, trial_bytes, trial_size
+from automix.resources._packing import (
+    gpu_fraction,
+    gpu_share_line,
+    pack,
+    resolve_gpus_per_trial,
+    trial_bytes,
+    trial_size,
+)
 from trainer.config import TrainConfig
 from trainer.model import build_model
 
@@ -104,6 +111,9 @@ def test_resolve_auto_takes_a_whole_gpu_on_a_cluster_whose_gpus_this_machine_can
     assert resolve_gpus_per_trial("auto", config(device="cpu"), free_bytes=None, cluster_gpus=4) == (0.0, 0)
     # a visible GPU is packed by its memory, whatever the cluster has
     assert resolve_gpus_per_trial("auto", PROXY, free_bytes=80 * GB, cpu_cores=4, cluster_gpus=8) == (0.25, 4)
+    assert gpu_share_line(1.0, 1, cluster_gpus=4).startswith("none on this machine, 4 in the Ray cluster")
+    assert gpu_share_line(0.25, 4) == "4 trial(s) share each GPU (gpus_per_trial=0.25)"
+    assert gpu_share_line(0.0, 0) == "none visible, trials run on the CPU"
 
 
 def test_free_memory_read_from_nvidia_smi_for_the_visible_gpus(monkeypatch, tmp_path):
