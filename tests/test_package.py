@@ -176,3 +176,13 @@ def test_no_import_circles_in_automix_and_trainer():
         if name not in state:
             visit(name, [name])
     assert len(graph) > 50 and not circles, circles
+
+
+def test_no_module_is_over_400_lines():
+    """docs/design.md, "Layers": a module is read at once; past 400 lines it holds two concepts."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    lengths = {
+        str(p.relative_to(root)): len(p.read_text().splitlines())
+        for p in [*root.glob("automix/**/*.py"), *root.glob("trainer/**/*.py")]
+    }
+    assert len(lengths) > 50 and {p: n for p, n in lengths.items() if n > 400} == {}
