@@ -380,7 +380,9 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
         tracker.log_artifact(parent_id, result.work_dir / "best.json")
         best = result.pareto_front[0].number if result.pareto_front else None
         best_run = tracker.mark_best(session.tags["study"], best)  # its trial run: tagged automix.best
-        tracker.end(parent_id, status, tags={"best_trial": str(best), "best_run_id": str(best_run)})
+        model = tracker.register_best(session.tags["study"], best_run)  # and its model registered
+        tags = {"best_trial": str(best), "best_run_id": str(best_run), "best_model": str(model)}
+        tracker.end(parent_id, status, tags=tags)
     except Exception as e:  # noqa: BLE001 - tracking never fails a finished search
         log.warning("MLflow: could not close the parent run: %s", e)
 

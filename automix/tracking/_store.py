@@ -305,6 +305,29 @@ class Tracker:
         self.client.set_tag(found[0].info.run_id, BEST_TAG, "true")
         return found[0].info.run_id
 
+    def register_best(self, study: str, run_id: str | None) -> str | None:
+        """Register the best run's `model/` as a version of the model `automix-<study>`, aliased `best`.
+
+        The Model Registry is where MLflow users look for the model to deploy; a resumed search
+        that finds the same best adds no version, a better one moves the alias.
+
+        Args:
+            study: the study (names the registered model).
+            run_id: the best trial's run; nothing happens without one or without a logged model.
+
+        Returns:
+            "automix-<study>/<version>", or None when nothing was registered.
+        """
+        if run_id is None or not self.client.list_artifacts(run_id, "model"):
+            return None
+        name = f"automix-{study}"
+        if not self.client.search_registered_models(f"name = '{name}'"):
+            self.client.create_registered_model(name, tags={"study": study}, description=f"best model of '{study}'")
+        found = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        version = found[0] if found else self.client.create_model_version(name, f"runs:/{run_id}/model", run_id)
+        self.client.set_registered_model_alias(name, "best", version.version)
+        return f"{name}/{version.version}"
+
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         """Numeric, finite metrics at `step` (tokens trained)."""
         batch = _finite_metrics(metrics, step, int(time.time() * 1000))

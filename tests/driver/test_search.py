@@ -64,6 +64,10 @@ def test_search_lands_in_optuna_mlflow_and_best_json(tiny_study):
         assert [m.step for m in history] == sorted(t.intermediate_values)  # step = tokens
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"best.json", "config.json"} <= artifacts
+    # The best trial's model is in the Model Registry, aliased `best`, where MLflow users deploy from.
+    version = client.get_model_version_by_alias("automix-e2e", "best")
+    assert version.run_id == parents[0].data.tags["best_run_id"] == by_number[best["best_trial"]].info.run_id
+    assert parents[0].data.tags["best_model"] == f"automix-e2e/{version.version}"
 
 
 def test_existing_study_needs_resume(tiny_study, capsys):

@@ -237,3 +237,19 @@ def test_the_best_trial_is_tagged_and_only_it(tmp_path):
     tracker.mark_best("s", 0)  # a resumed search found a better one
     assert best() == {("s", 0), ("other", 0)}
     assert tracker.mark_best("s", None) is None and best() == {("other", 0)}
+
+
+def test_the_best_model_is_registered_once_per_run_and_the_alias_follows_the_best(tmp_path):
+    tracker = Tracker.open(default_tracking_uri(tmp_path), "s", tmp_path / "art")
+    tracker.start_parent("search-s", {}, {})
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    runs = [tracker.start_child(f"trial-{n:04d}", {}, {"study": "s"}) for n in range(3)]
+    for run_id in runs[:2]:
+        tracker.client.log_artifact(run_id, str(model), "model")
+    assert tracker.register_best("s", runs[0]) == "automix-s/1"
+    assert tracker.register_best("s", runs[0]) == "automix-s/1"  # a resumed search: no second version
+    assert tracker.register_best("s", runs[1]) == "automix-s/2"  # a better trial: the alias moves
+    assert tracker.client.get_model_version_by_alias("automix-s", "best").run_id == runs[1]
+    assert tracker.register_best("s", runs[2]) is None  # no model logged (tracking.log_models: false)
+    assert tracker.register_best("s", None) is None
