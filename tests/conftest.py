@@ -184,3 +184,19 @@ def real_study(tmp_path: Path, shared_data: Path):
         return path, tmp_path / "w"
 
     return write
+
+
+@pytest.fixture
+def usage_error(capsys):
+    """`check(args, *needles)`: `automix args` exits 2 with one line on stderr holding every needle; the line."""
+    from automix.cli import main
+
+    def check(args: list[str], *needles: str) -> str:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        for needle in needles:
+            assert needle in err, err
+        return err
+
+    return check

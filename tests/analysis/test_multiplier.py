@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from automix.analysis._multiplier import Fit, _scaled, estimate, fit_curve, select
-from automix.cli import main
 from automix.errors import ConfigError
 
 U0 = 50_000
@@ -96,14 +95,6 @@ def test_a_grid_point_scales_only_its_settings(make_cfg):
         _scaled(base, {"epochs": 0.25})
 
 
-def _fails(capsys, args, *needles) -> None:
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, err
-
-
 @pytest.mark.parametrize(
     ("retune", "needles"),
     [
@@ -114,17 +105,17 @@ def _fails(capsys, args, *needles) -> None:
         ("learning_rate=0,1", ("positive",)),
     ],
 )
-def test_a_bad_retune_is_a_one_line_usage_error(study_yaml, capsys, retune, needles):
-    _fails(capsys, ["multiplier", str(study_yaml()), "--units", "500,1000", "--retune", retune], *needles)
+def test_a_bad_retune_is_a_one_line_usage_error(study_yaml, usage_error, retune, needles):
+    usage_error(["multiplier", str(study_yaml()), "--units", "500,1000", "--retune", retune], *needles)
 
 
-def test_epochs_are_not_retuned_in_fixed_tokens_mode(study_yaml, capsys):
+def test_epochs_are_not_retuned_in_fixed_tokens_mode(study_yaml, usage_error):
     path = study_yaml(budget={"mode": "fixed_tokens", "train_tokens": 8000})
     args = ["multiplier", str(path), "--units", "500,1000", "--retune", "epochs=1,2"]
-    _fails(capsys, args, "fixed_tokens", "retune weight_decay and learning_rate")
+    usage_error(args, "fixed_tokens", "retune weight_decay and learning_rate")
 
 
-def test_searches_of_other_budgets_are_refused(study_yaml, capsys, tmp_path):
+def test_searches_of_other_budgets_are_refused(study_yaml, usage_error, tmp_path):
     first = shutil.copy(study_yaml(), tmp_path / "first.yaml")
     other = study_yaml(budget={"unique_tokens": 3000})
-    _fails(capsys, ["multiplier", str(first), "--searches", str(other), "--units", "500,1000"], "one budget")
+    usage_error(["multiplier", str(first), "--searches", str(other), "--units", "500,1000"], "one budget")
