@@ -59,7 +59,7 @@ def compare_levers(
         >>> result = compare_levers([load_config(p) for p in paths], seeds=[101, 102, 103])  # doctest: +SKIP
         >>> difference_table(result)  # doctest: +SKIP
     """
-    budget = _common_budget(configs)
+    budget = common_budget(configs)
     searches = [_search_entry(config) for config in configs]
     trains = [s.pop("train_config") for s in searches]
     trains = [at(train) for train in trains] if at else trains
@@ -81,13 +81,14 @@ def compare_levers(
     }
 
 
-def _common_budget(configs: Sequence[StudyConfig]) -> dict[str, Any]:
+def common_budget(configs: Sequence[StudyConfig], who: str = "compare") -> dict[str, Any]:
+    """The one data and compute budget of `configs`; a ConfigError naming `who` if they differ."""
     budgets = {
         (c.budget.unique_tokens, c.budget.train_tokens if c.budget.mode == "fixed_tokens" else None) for c in configs
     }
     if len(budgets) > 1:
         raise ConfigError(
-            f"compare needs one budget, got (unique_tokens, train_tokens) {sorted(budgets, key=str)}: align them"
+            f"{who} needs one budget, got (unique_tokens, train_tokens) {sorted(budgets, key=str)}: align them"
         )
     unique, train = budgets.pop()
     return {"unique_tokens": unique, "train_tokens": train}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import curve_fit
 
+from automix.analysis._compare import common_budget
 from automix.analysis._readback import load_study_data
 from automix.analysis._reruns import settings_config, train_many, with_seed
 from automix.config._study import StudyConfig
@@ -311,14 +312,7 @@ def _lower_is_better(metric: str) -> bool:
 
 def _check(configs: list[StudyConfig], reference: StudyConfig, units: Sequence[int], retune: dict) -> None:
     """The searches share one budget; `units` and `retune` make sense for the reference."""
-    budgets = {
-        (c.budget.mode, c.budget.unique_tokens, c.budget.train_tokens if c.budget.mode == "fixed_tokens" else None)
-        for c in configs
-    }
-    if len(budgets) > 1:
-        raise ConfigError(
-            f"the mixed searches need one budget, got (mode, unique_tokens, train_tokens) {sorted(budgets, key=str)}"
-        )
+    common_budget(configs, "multiplier (the mixed searches)")
     if any(u <= reference.data.seq_len for u in units) or len(set(units)) < 2:
         raise ConfigError(f"--units needs at least two distinct values above seq_len, got {list(units)}")
     if unknown := sorted(set(retune) - set(RETUNE)):
