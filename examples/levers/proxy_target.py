@@ -40,7 +40,8 @@ def _searches(compare: dict) -> list[dict]:
 
 def _proxy_config(level_dir: Path, search: dict) -> TrainConfig:
     """The best trial's trainer config, read back from its study config and `compare`'s settings."""
-    config = load_config(level_dir / f"{search['study'].split('_', 2)[2]}.yaml")
+    # searches.py names study levers_<level>_<lever>_s<k> and writes it to <level>/<lever>_s<k>.yaml
+    config = load_config(level_dir / f"{search['study'].removeprefix(f'levers_{level_dir.name}_')}.yaml")
     base = config.base_train_config()
     s = search["settings"]
     values = {"optim.weight_decay": s["weight_decay"], "optim.learning_rate": s["learning_rate"]}
