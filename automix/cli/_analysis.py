@@ -65,10 +65,11 @@ def _compare(args: argparse.Namespace) -> int:
     paths = [c for c in args.configs if "=" not in c]  # `key=value` items apply to every config
     overrides = [c for c in args.configs if "=" in c]
     configs = [with_storage(load_config(path, overrides), args.storage) for path in paths]
-    result = compare_levers(configs, int_list(args.seeds, "--seeds"), args.workers, _target(args))
+    at = _target(args)
+    result = compare_levers(configs, int_list(args.seeds, "--seeds"), args.workers, at)
     print_rows(summary_table(result))
     print_rows(difference_table(result))
-    shape = "" if _target(args) is None else f"_w{result['model']['width']}d{result['model']['depth']}"
+    shape = "" if at is None else f"_w{result['model']['width']}d{result['model']['depth']}"
     out = args.out or Workspace.from_config(configs[0]).path(f"compare{shape}.json")
     print(f"written: {write_json(out, result)}")
     return 0
