@@ -311,8 +311,15 @@ def _lower_is_better(metric: str) -> bool:
 
 
 def _check(configs: list[StudyConfig], reference: StudyConfig, units: Sequence[int], retune: dict) -> None:
-    """The searches share one budget; `units` and `retune` make sense for the reference."""
-    common_budget(configs, "multiplier (the mixed searches)")
+    """The searches share one budget, the reference their compute; `units` and `retune` make sense for it."""
+    train = common_budget(configs, "multiplier (the mixed searches)")["train_tokens"]
+    ref_train = reference.budget.train_tokens if reference.budget.mode == "fixed_tokens" else None
+    if ref_train != train:
+        # At another T the curve measures compute as well as data: the multiplier would mix the two.
+        raise ConfigError(
+            f"the reference trains T = {ref_train or 'E x U'} tokens, the mixed searches T = {train or 'E x U'}: "
+            "give --reference a study of the same budget.mode and train_tokens"
+        )
     if any(u <= reference.data.seq_len for u in units) or len(set(units)) < 2:
         raise ConfigError(f"--units needs at least two distinct values above seq_len, got {list(units)}")
     if unknown := sorted(set(retune) - set(RETUNE)):

@@ -119,3 +119,11 @@ def test_searches_of_other_budgets_are_refused(study_yaml, usage_error, tmp_path
     first = shutil.copy(study_yaml(), tmp_path / "first.yaml")
     other = study_yaml(budget={"unique_tokens": 3000})
     usage_error(["multiplier", str(first), "--searches", str(other), "--units", "500,1000"], "one budget")
+
+
+@pytest.mark.parametrize("reference_budget", [{"mode": "fixed_tokens", "train_tokens": 16000}, {"mode": "epochs"}])
+def test_a_reference_at_another_compute_is_refused(study_yaml, usage_error, tmp_path, reference_budget):
+    mixed = shutil.copy(study_yaml(budget={"mode": "fixed_tokens", "train_tokens": 8000}), tmp_path / "mixed.yaml")
+    reference = study_yaml(budget=reference_budget)
+    args = ["multiplier", str(mixed), "--reference", str(reference), "--units", "500,1000"]
+    usage_error(args, "the reference trains T =", "same budget.mode and train_tokens")
