@@ -1,5 +1,5 @@
 """Do the proxy's settings and ranking hold at a 32× larger target? (RESULTS.md "Proxy to target").
-From the repository root, after the T = 1.6M searches and the target compare (run.sh does both):
+From the repository root, after the T = 0.8M searches and the target compare (run.sh does both):
 
     .venv/bin/python examples/levers/proxy_target.py [--level 1600000] [--width 256] [--depth 4]
         [--workers 2] [--plan]
@@ -131,7 +131,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--level", type=int, default=1_600_000)
+    parser.add_argument("--level", type=int, default=800_000)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)

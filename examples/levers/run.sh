@@ -7,8 +7,9 @@
 #                levers at exactly equal compute T (U = 50k): 3 searches per lever, compared (tune
 #                only with lr down to 3e-4; the first T = 1.6M tune-only searches, lr from 1e-3,
 #                stay in runs/levers/T1600000/tune_only_s*)
-#   target       the T = 1.6M levers' bests at a 32× larger model (w256 d4), a local sweep around the
-#                transferred joint point and proxy → target rank correlation (proxy_target.py)
+#   target       the T = 0.8M levers' bests at a 32× larger model (w256 d4), a local sweep around the
+#                transferred joint point and proxy → target rank correlation (proxy_target.py); T = 0.8M
+#                because 45 runs at the target take ~2 h of both cores there, twice that at 1.6M
 #   equal_data   U = 50k, E free: 3 searches per lever and a dense tune-only grid, compared
 #   multiplier   at each T: the joint searches against a tune-only reference re-tuned (wd × lr) at
 #                every U, at the same T
@@ -41,10 +42,10 @@ for step in "${STEPS[@]}"; do
     regime) $PY $L/regime.py --seeds 1,2,3 ;;
     T*) equal_tokens "${step#T}" ;;
     target)
-      d=runs/levers/T1600000
+      d=runs/levers/T800000
       "$AUTOMIX" compare "$d"/{joint,mix_only,tune_only_wide}_s{1,2,3}.yaml --seeds 101,102,103 --width 256 --depth 4 \
         --out "$d/compare_w256d4.json"
-      $PY $L/proxy_target.py --level 1600000 --width 256 --depth 4 ;;
+      $PY $L/proxy_target.py --level 800000 --width 256 --depth 4 ;;
     equal_data)
       $PY $L/searches.py equal_data $L/equal_data.yaml --also $L/equal_data_grid.yaml \
         --lever joint=search_spaces/equal_data_joint.yaml --lever mix_only=search_spaces/mix_only.yaml \
