@@ -1,7 +1,7 @@
 """Do the proxy's settings and ranking hold at a 32× larger target? (RESULTS.md "Proxy to target").
 From the repository root, after the T = 0.8M searches and the target compare (run.sh does both):
 
-    .venv/bin/python examples/levers/proxy_target.py [--level 1600000] [--width 256] [--depth 4]
+    .venv/bin/python examples/levers/proxy_target.py [--level 800000] [--width 256] [--depth 4]
         [--workers 2] [--plan]
 
 It reads the levers' bests at the proxy (`runs/levers/T{level}/compare.json`) and at the target
