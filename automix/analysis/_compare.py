@@ -7,6 +7,7 @@ own seed's noise, so it is re-trained from seeds no search saw (`compare_levers`
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,15 +34,15 @@ def compare_levers(
 ) -> dict[str, Any]:
     """Re-train the best of every study under `seeds` (at another model if `at`) and compare the levers.
 
-    Unbiased means, and the first lever minus each other one with two intervals. The seed-only one
+    Unbiased means, and every pair of levers (earlier minus later) with two intervals. The seed-only one
     pairs the levers seed by seed (a seed's luck cancels). The other also counts search-to-search
     variation: which point a search ends on is itself random, so a verdict from one search per lever
     can be search luck. It is a Welch t interval on the searches' means; a bootstrap over three
     searches would see only ten resamples and be too narrow.
 
     Args:
-        configs: the studies; those with the same search space are searches of one lever, and the
-            lever of the first study is the one the others are subtracted from.
+        configs: the studies; those with the same search space are searches of one lever. Levers
+            keep the order of their first study: each is subtracted from the ones before it.
         seeds: trainer seeds of the re-runs, shared by every study (paired).
         workers: runs trained at once, one thread each.
         at: maps a best trial's trainer config to the one re-trained, e.g. the target model of
@@ -77,7 +78,7 @@ def compare_levers(
         "seeds": list(seeds),
         "model": {"width": trains[0].model.width, "depth": trains[0].model.depth},
         "levers": levers,
-        "differences": [lever_difference(levers[0], other, m) for other in levers[1:] for m in DIFF_METRICS],
+        "differences": lever_differences(levers),
     }
 
 
@@ -140,6 +141,11 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
 def _matrix(lever: dict[str, Any], metric: str) -> np.ndarray:
     """Re-runs as a searches × seeds array, NaN where a run has no value."""
     return np.array([[np.nan if v is None else v for v in s["reruns"][metric]] for s in lever["searches"]], dtype=float)
+
+
+def lever_differences(levers: Sequence[dict[str, Any]], metrics: Sequence[str] = DIFF_METRICS) -> list[dict]:
+    """`lever_difference` of every pair of `levers`, earlier minus later, for each metric."""
+    return [lever_difference(a, b, m) for a, b in itertools.combinations(levers, 2) for m in metrics]
 
 
 def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95) -> dict:
@@ -227,7 +233,7 @@ def summary_table(result: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def difference_table(result: dict[str, Any]) -> list[dict[str, str]]:
-    """One row per (other lever, metric): the first lever minus it, with both intervals."""
+    """One row per (pair of levers, metric): the earlier lever minus the later, with both intervals."""
     rows = []
     for d in result.get("differences", []):
         rows.append(

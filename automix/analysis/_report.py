@@ -292,7 +292,7 @@ def _compare(data: StudyData, report: Report, section: Section) -> None:
         )
         section.table(summary_table(result))
         if rows := difference_table(result):
-            section.text("The first lever minus each other one (seed-paired, and with search-to-search variation):")
+            section.text("Each pair of levers, earlier minus later (seed-paired, and with search-to-search variation):")
             section.table(rows)
         report.png(section, plot_compare(result), "mix_vs_tune")
 

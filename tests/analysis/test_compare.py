@@ -1,11 +1,17 @@
-"""`automix compare`'s differences: the first lever minus each other one, over seeds and over searches."""
+"""`automix compare`'s differences: each pair of levers, over seeds and over searches."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from automix.analysis._compare import difference_table, lever_difference, paired_interval, welch_interval
+from automix.analysis._compare import (
+    difference_table,
+    lever_difference,
+    lever_differences,
+    paired_interval,
+    welch_interval,
+)
 
 
 def _lever(name: str, *searches: list[float | None]) -> dict:
@@ -58,3 +64,14 @@ def test_missing_runs_are_left_out_and_one_pair_gives_no_interval():
     assert paired_interval(np.array([0.1]))["low"] is None
     row = difference_table({"differences": [d]})[0]
     assert row["difference"] == "joint - mix_only" and row["95% seeds only (n=1)"] == "n/a"
+
+
+def test_every_pair_of_levers_is_compared_earlier_minus_later():
+    levers = [_lever("joint", [1.40, 1.42]), _lever("mix_only", [1.45, 1.47]), _lever("tune_only", [1.50, 1.52])]
+    pairs = lever_differences(levers, ["target_val_loss"])
+    assert [(d["first"], d["other"]) for d in pairs] == [
+        ("joint", "mix_only"),
+        ("joint", "tune_only"),
+        ("mix_only", "tune_only"),
+    ]
+    assert [d["mean"] for d in pairs] == pytest.approx([-0.05, -0.10, -0.05])
