@@ -11,8 +11,8 @@
 #                transferred joint point and proxy → target rank correlation (proxy_target.py); T = 0.8M
 #                because 45 runs at the target take ~2 h of both cores there, twice that at 1.6M
 #   equal_data   U = 50k, E free: 3 searches per lever and a dense tune-only grid, compared
-#   multiplier   at each T: the joint searches against a tune-only reference re-tuned (wd × lr) at
-#                every U, at the same T
+#   multiplier   at each T: the joint searches against a tune-only reference (the tune-only search
+#                whose best re-trains lowest) re-tuned (wd × lr) at every U, at the same T
 # Wall times on 2 CPU cores are in RESULTS.md beside each table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,11 +29,20 @@ equal_tokens() {  # $1 = T
     --lever tune_only_wide=search_spaces/equal_tokens_tune_only_wide.yaml
 }
 
-multiplier() {  # $1 = T: its studies must have been searched
-  local d=runs/levers/T$1
-  [ -f "$d/compare.json" ] || { echo "multiplier: T=$1 not searched yet, skipped"; return 0; }
+multiplier() {  # $1 = T: its studies must have been searched and compared
+  local d=runs/levers/T$1 ref
+  # The reference: the tune-only search whose best re-trains lowest (compare.json), re-tuned around it
+  ref=$($PY -c '
+import json, sys
+import numpy as np
+d = sys.argv[1]
+searches = [s for lever in json.load(open(d + "/compare.json"))["levers"] if lever["lever"].endswith("tune_only_wide")
+            for s in lever["searches"]]
+best = min(searches, key=lambda s: np.mean(s["reruns"]["target_val_loss"]))
+print(d + "/" + best["study"].split("_", 2)[2] + ".yaml")' "$d" 2>/dev/null) \
+    || { echo "multiplier: T=$1 has no compare of the tune_only_wide searches yet, skipped"; return 0; }
   "$AUTOMIX" multiplier "$d/joint_s1.yaml" --searches "$d/joint_s2.yaml" "$d/joint_s3.yaml" \
-    --reference "$d/tune_only_wide_s1.yaml" --units 50000,100000,200000,400000 --seeds 101,102 \
+    --reference "$ref" --units 50000,100000,200000,400000 --seeds 101,102 \
     --retune weight_decay=0.33,1,3 --retune learning_rate=0.5,1,2
 }
 
