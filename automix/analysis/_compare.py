@@ -144,17 +144,26 @@ def _matrix(lever: dict[str, Any], metric: str) -> np.ndarray:
 
 
 def lever_differences(levers: Sequence[dict[str, Any]], metrics: Sequence[str] = DIFF_METRICS) -> list[dict]:
-    """`lever_difference` of every pair of `levers`, earlier minus later, for each metric."""
-    return [lever_difference(a, b, m) for a, b in itertools.combinations(levers, 2) for m in metrics]
+    """`lever_difference` of every pair of `levers`, earlier minus later, for each metric.
+
+    With several pairs each also gets ``familywise``: its searches-and-seeds interval at the
+    Bonferroni level over the pairs, so "some pair differs" is not read off uncorrected intervals.
+    """
+    pairs = list(itertools.combinations(levers, 2))
+    return [lever_difference(a, b, m, familywise=len(pairs)) for a, b in pairs for m in metrics]
 
 
-def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95) -> dict:
+def lever_difference(
+    first: dict[str, Any], other: dict[str, Any], metric: str, level: float = 0.95, familywise: int = 1
+) -> dict:
     """`first` lever minus `other` on `metric`, with a seed-only and a searches-and-seeds interval.
 
     Args:
         first, other: levers of `compare_levers` (their searches' re-runs share the seeds).
         metric: a re-run metric, e.g. ``target_val_loss``.
         level: the intervals' confidence level.
+        familywise: the number of pairs compared; above 1, ``familywise`` is the searches-and-seeds
+            interval at level 1 − (1 − level) / familywise (Bonferroni).
 
     Returns:
         The mean difference, ``seed`` (paired by seed over the searches' means per seed) and
@@ -167,6 +176,11 @@ def lever_difference(first: dict[str, Any], other: dict[str, Any], metric: str, 
     both = np.isfinite(a).any(axis=0) & np.isfinite(b).any(axis=0)  # seeds with a run on each side
     out["seed"] = paired_interval(np.nanmean(a[:, both], axis=0) - np.nanmean(b[:, both], axis=0), level)
     out["search"] = welch_interval(_row_means(a), _row_means(b), level)
+    if familywise > 1:
+        out["familywise"] = {
+            "pairs": familywise,
+            **welch_interval(_row_means(a), _row_means(b), 1 - (1 - level) / familywise),
+        }
     decisive = out["search"] if out["search"]["low"] is not None else out["seed"]
     out["searches_counted"] = decisive is out["search"]
     out["excludes_zero"] = decisive["low"] is not None and (decisive["low"] > 0 or decisive["high"] < 0)
@@ -243,6 +257,7 @@ def difference_table(result: dict[str, Any]) -> list[dict[str, str]]:
                 "mean": "n/a" if d["mean"] is None else f"{d['mean']:+.4f}",
                 f"{d['level']:.0%} seeds only (n={d['seed']['n']})": _interval(d["seed"]),
                 f"{d['level']:.0%} searches and seeds (n={d['search']['n']})": _interval(d["search"]),
+                "the same, Bonferroni over the pairs": _interval(d["familywise"]) if "familywise" in d else "n/a",
                 "verdict": _verdict(d),
             }
         )

@@ -54,7 +54,13 @@ def compare_tables(result: dict) -> str:
         for lever in result["levers"]
     ]
     diffs = [
-        [f"{d['first']} − {d['other']}", f"{d['mean']:+.3f}", _interval(d["seed"]), _interval(d["search"])]
+        [
+            f"{d['first']} − {d['other']}",
+            f"{d['mean']:+.3f}",
+            _interval(d["seed"]),
+            _interval(d["search"]),
+            _interval(d["familywise"]) if "familywise" in d else "n/a",
+        ]
         for d in result["differences"]
         if d["metric"] == "target_val_loss"
     ]
@@ -62,7 +68,7 @@ def compare_tables(result: dict) -> str:
         [
             _table(header, rows),
             _table(["lever", "mean target_val_loss", "runs"], means),
-            _table(["difference", "mean", "seeds only", "searches and seeds"], diffs),
+            _table(["difference", "mean", "seeds only", "searches and seeds", "the same, Bonferroni"], diffs),
         ]
     )
 

@@ -67,7 +67,11 @@ def test_missing_runs_are_left_out_and_one_pair_gives_no_interval():
 
 
 def test_every_pair_of_levers_is_compared_earlier_minus_later():
-    levers = [_lever("joint", [1.40, 1.42]), _lever("mix_only", [1.45, 1.47]), _lever("tune_only", [1.50, 1.52])]
+    levers = [
+        _lever("joint", [1.40, 1.42], [1.41, 1.43]),
+        _lever("mix_only", [1.45, 1.47], [1.46, 1.48]),
+        _lever("tune_only", [1.50, 1.52], [1.52, 1.52]),
+    ]
     pairs = lever_differences(levers, ["target_val_loss"])
     assert [(d["first"], d["other"]) for d in pairs] == [
         ("joint", "mix_only"),
@@ -75,3 +79,7 @@ def test_every_pair_of_levers_is_compared_earlier_minus_later():
         ("mix_only", "tune_only"),
     ]
     assert [d["mean"] for d in pairs] == pytest.approx([-0.05, -0.10, -0.05])
+    # Bonferroni over 3 pairs: each interval at 98.3% is wider than its 95% one.
+    for d in pairs:
+        assert d["familywise"]["pairs"] == 3
+        assert d["familywise"]["low"] < d["search"]["low"] and d["familywise"]["high"] > d["search"]["high"]
