@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,6 +208,7 @@ def measure(
     workers: int = 1,
     metrics: Sequence[str] = ("target_val_loss", "target_acc"),
     retune: dict[str, Sequence[float]] | None = None,
+    holdout_seeds: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train the re-tuned reference curve and the mixed searches' bests, then estimate the multiplier.
 
@@ -230,18 +232,22 @@ def measure(
         retune: factors on the reference best's settings, e.g. ``{"weight_decay": [1/3, 1, 3],
             "learning_rate": [0.5, 1, 2]}``; every combination is a grid point. Keys: weight_decay,
             learning_rate, epochs (not in fixed_tokens mode). None: the best's recipe alone.
+        holdout_seeds: seeds no choice saw; each U's chosen point is re-trained from them, a check
+            on the winner's curse beside the estimate (which the choosing seeds make).
 
     Returns:
         ``{"points", "estimates"}``. ``points["reference"]``: study, best_trial, unique_tokens (per
         U), grid (per point: its factors and its weight_decay and learning_rate), epochs and
         train_tokens (U × grid), runs ({metric: U × grid × seeds}), chosen ({metric: grid index per
-        U}) and per metric the chosen seed means per U. ``points["mixed"]``: studies, best_trials,
+        U}) and per metric the chosen seed means per U; with `holdout_seeds`, ``holdout`` ({metric: the
+        chosen point's held-out runs per U}) and ``holdout_seed``. ``points["mixed"]``: studies, best_trials,
         mix_ratio, epochs and train_tokens (per search), unique_tokens, seed, and per metric the
         re-runs as searches × seeds. ``estimates``: one `MultiplierEstimate` per metric, as a dict.
 
     Raises:
-        ConfigError: if the searches' budgets differ, `units` or `retune` is invalid, or a study has
-            no completed trial.
+        ConfigError: if the searches' budgets differ, the reference's compute differs from theirs,
+            `units` or `retune` is invalid, a held-out seed is also in `seeds`, or a study has no
+            completed trial.
 
     Example:
         >>> result = measure(  # doctest: +SKIP
@@ -252,6 +258,8 @@ def measure(
     """
     configs = [configs] if isinstance(configs, StudyConfig) else list(configs)
     _check(configs, reference, units, retune or {})
+    if shared := sorted(set(seeds) & set(holdout_seeds)):
+        raise ConfigError(f"held-out seeds {shared} are also choosing seeds: give --holdout-seeds other seeds")
     grid = [dict(zip(retune, f, strict=True)) for f in itertools.product(*retune.values())] if retune else [{}]
     ref_best, mixed_bests = _best(reference), [_best(c) for c in configs]
     refs = [
@@ -267,6 +275,7 @@ def measure(
     mixed_runs = _nest(results[n_ref:], metrics, (len(configs), len(seeds)))
     complete = [m for m in metrics if None not in [*np.ravel(ref_runs[m]), *np.ravel(mixed_runs[m])]]
     picked = {m: select(np.array(ref_runs[m], float), _lower_is_better(m)) for m in complete}
+    holdout = _holdout(refs, picked, holdout_seeds, Workspace.from_config(reference).path("reruns"), workers)
     points = {
         "reference": {
             "study": reference.study,
@@ -281,6 +290,7 @@ def measure(
             "runs": ref_runs,
             "chosen": {m: picked[m][0].tolist() for m in complete},
             **{m: picked[m][1].tolist() for m in complete},
+            **({"holdout": holdout, "holdout_seed": list(holdout_seeds)} if holdout_seeds else {}),
         },
         "mixed": {
             "studies": [c.study for c in configs],
@@ -299,6 +309,16 @@ def measure(
         for m in complete
     ]
     return to_json(estimates, points)
+
+
+def _holdout(refs: list[list[TrainConfig]], picked: dict, seeds: Sequence[int], cache: Path, workers: int) -> dict:
+    """Per metric, each U's chosen grid point re-trained from `seeds` (cached; a point chosen twice trains once)."""
+    if not seeds:
+        return {}
+    chosen = {m: [refs[i][j] for i, j in enumerate(picked[m][0])] for m in picked}
+    jobs = [with_seed(c, s) for m in chosen for c in chosen[m] for s in seeds]
+    runs = iter(train_many(jobs, cache, workers))
+    return {m: [[next(runs).get(m) for _ in seeds] for _ in chosen[m]] for m in chosen}
 
 
 def _nest(results: list[dict[str, float]], metrics: Sequence[str], shape: tuple[int, ...]) -> dict[str, list]:

@@ -36,6 +36,11 @@ def add_commands(sub) -> None:
     p.add_argument("--reference", help="study whose best settings at r=0 make the target-only curve")
     p.add_argument("--units", default="12500,25000,50000,100000", help="U of the target-only runs")
     p.add_argument("--seeds", default="1,2")
+    p.add_argument(
+        "--holdout-seeds",
+        default="",
+        help="re-train each U's chosen reference point from these unseen seeds: the size of the selection's bias",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--retune",
@@ -96,12 +101,19 @@ def _multiplier(args: argparse.Namespace) -> int:
     reference = load_config(args.reference) if args.reference else config
     units, seeds = int_list(args.units, "--units"), int_list(args.seeds, "--seeds")
     retune = _retune(args.retune)
-    result = measure([config, *searches], reference, units, seeds, args.workers, retune=retune or None)
+    holdout = int_list(args.holdout_seeds, "--holdout-seeds") if args.holdout_seeds else []
+    result = measure(
+        [config, *searches], reference, units, seeds, args.workers, retune=retune or None, holdout_seeds=holdout
+    )
     n_grid = len(result["points"]["reference"]["grid"])
     retuned = f"; reference re-tuned over {n_grid} grid points" if retune else ""
     for e in result["estimates"]:
         interval = f"95% [{e['low']:.3g}, {e['high']:.3g}], {e['fit']['kind']} fit{retuned}"
         print(f"{e['metric']}: multiplier {e['multiplier']:.3g} ({interval})")
+    ref = result["points"]["reference"]
+    for metric, runs in ref.get("holdout", {}).items():
+        pairs = ", ".join(f"{c:.4g} → {sum(h) / len(h):.4g}" for c, h in zip(ref[metric], runs, strict=True))
+        print(f"{metric}: chosen reference per U, choosing seeds → held-out seeds: {pairs}")
     print(f"written: {write_json(ws.path('multiplier.json'), result)}")
     return 0
 

@@ -12,7 +12,8 @@
 #                because 45 runs at the target take ~2 h of both cores there, twice that at 1.6M
 #   equal_data   U = 50k, E free: 3 searches per lever and a dense tune-only grid, compared
 #   multiplier   at each T: the joint searches against a tune-only reference (the tune-only search
-#                whose best re-trains lowest) re-tuned (wd × lr) at every U, at the same T
+#                whose best re-trains lowest) re-tuned (wd × lr) at every U, at the same T; each U's
+#                chosen point re-trained from 3 held-out seeds (the selection's bias)
 # Wall times on 2 CPU cores are in RESULTS.md beside each table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,7 +43,7 @@ best = min(searches, key=lambda s: np.mean(s["reruns"]["target_val_loss"]))
 print(d + "/" + best["study"].split("_", 2)[2] + ".yaml")' "$d" 2>/dev/null) \
     || { echo "multiplier: T=$1 has no compare of the tune_only_wide searches yet, skipped"; return 0; }
   "$AUTOMIX" multiplier "$d/joint_s1.yaml" --searches "$d/joint_s2.yaml" "$d/joint_s3.yaml" \
-    --reference "$ref" --units 50000,100000,200000,400000 --seeds 101,102 \
+    --reference "$ref" --units 50000,100000,200000,400000 --seeds 101,102 --holdout-seeds 103,104,105 \
     --retune weight_decay=0.33,1,3 --retune learning_rate=0.5,1,2
 }
 

@@ -91,9 +91,18 @@ def multiplier_tables(result: dict) -> str:
                 f"{g['weight_decay']:.2g}",
                 f"{g['learning_rate']:.2g}",
                 f"{ref['target_val_loss'][i]:.3f}",
+                _ms(ref["holdout"]["target_val_loss"][i]) if "holdout" in ref else "n/a",
             ]
         )
-    header = ["U", "E", "wd (chosen)", "lr (chosen)", "target_val_loss (seed mean)"]
+    choosing, held = ref["runs"]["target_val_loss"][0][0], ref.get("holdout_seed", [])
+    header = [
+        "U",
+        "E",
+        "wd (chosen)",
+        "lr (chosen)",
+        f"choosing seeds ({len(choosing)})",
+        f"held-out seeds ({len(held)})",
+    ]
     per_search = [f"{np.mean(r):.3f}" for r in mixed["target_val_loss"]]
     mix = f"mixed searches at U = {mixed['unique_tokens']:,}: {', '.join(per_search)} (r {mixed['mix_ratio']})"
     est = [

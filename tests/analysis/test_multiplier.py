@@ -127,3 +127,8 @@ def test_a_reference_at_another_compute_is_refused(study_yaml, usage_error, tmp_
     reference = study_yaml(budget=reference_budget)
     args = ["multiplier", str(mixed), "--reference", str(reference), "--units", "500,1000"]
     usage_error(args, "the reference trains T =", "same budget.mode and train_tokens")
+
+
+def test_held_out_seeds_that_also_choose_are_refused(study_yaml, usage_error):
+    args = ["multiplier", str(study_yaml()), "--units", "500,1000", "--seeds", "1,2", "--holdout-seeds", "2,3"]
+    usage_error(args, "held-out seeds [2]", "--holdout-seeds other seeds")

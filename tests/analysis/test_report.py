@@ -102,12 +102,18 @@ def test_report_has_every_section_and_lands_in_mlflow(study_config):
         compared["levers"][0]["searches"][0]["reruns"]["target_val_loss"][0]
     )
     retune = ["--retune", "learning_rate=0.5,1"]
-    assert main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2", *retune]) == 0
+    holdout = ["--holdout-seeds", "7"]
+    assert (
+        main(["multiplier", str(path), "--units", "500,1000", "--seeds", "1", "--workers", "2", *retune, *holdout]) == 0
+    )
     multiplier = json.loads((work / "multiplier.json").read_text())
     assert {e["metric"] for e in multiplier["estimates"]} == {"target_val_loss", "target_acc"}
     reference = multiplier["points"]["reference"]
     assert [p["factors"] for p in reference["grid"]] == [{"learning_rate": 0.5}, {"learning_rate": 1.0}]
     assert np.shape(reference["runs"]["target_val_loss"]) == (2, 2, 1)  # U × grid × seeds
+    # the chosen point per U re-trained from the held-out seed: other runs, other values
+    assert np.shape(reference["holdout"]["target_val_loss"]) == (2, 1) and reference["holdout_seed"] == [7]
+    assert reference["holdout"]["target_val_loss"][0][0] != pytest.approx(reference["target_val_loss"][0])
     plt_png = work / "transfer_lr_width.png"
     shutil.copy(Path(matplotlib.get_data_path()) / "images" / "matplotlib.png", plt_png)
 
