@@ -1,0 +1,45 @@
+"""examples/levers/tables.py prints RESULTS.md's tables from the committed result files: its figures are the files'."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parents[2]
+SCRIPT = ROOT / "examples" / "levers" / "tables.py"
+RESULTS = ROOT / "benchmarks" / "results" / "levers"
+
+
+def _print(*files: Path) -> str:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, files)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_a_compare_prints_every_search_and_every_pair_from_the_file():
+    path = RESULTS / "T800000_compare.json"
+    result, out = json.loads(path.read_text()), _print(path)
+    for lever in result["levers"]:
+        mean = np.mean([x for s in lever["searches"] for x in s["reruns"]["target_val_loss"]])
+        assert f"| {lever['lever']} | {mean:.3f} | 15 |" in out
+    assert out.count(" − ") == 3  # three levers, three pairs
+    assert len([r for r in out.splitlines() if r.startswith("| equal_tokens_joint | ")]) == 3 + 1  # 3 searches, 1 mean
+
+
+def test_a_multiplier_prints_the_chosen_and_held_out_reference_and_the_estimate():
+    path = RESULTS / "T1600000_multiplier.json"
+    ref, out = json.loads(path.read_text())["points"]["reference"], _print(path)
+    held = np.array(ref["holdout"]["target_val_loss"][0])
+    assert f"| {ref['target_val_loss'][0]:.3f} | {held.mean():.3f} ± {held.std(ddof=1):.3f} |" in out
+    assert "| target_val_loss | 1.479 | ×1.24 | [0.69, 1.45] | power | 0/1000 |" in out
+
+
+def test_a_file_of_another_kind_is_refused(tmp_path):
+    other = tmp_path / "x.json"
+    other.write_text("{}")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(other)], capture_output=True, text=True)
+    assert done.returncode == 1 and "not a compare, multiplier or proxy_target result" in done.stderr
