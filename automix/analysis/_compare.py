@@ -175,12 +175,10 @@ def lever_difference(
     out["mean"] = _float(np.nanmean(a) - np.nanmean(b)) if np.isfinite(a).any() and np.isfinite(b).any() else None
     both = np.isfinite(a).any(axis=0) & np.isfinite(b).any(axis=0)  # seeds with a run on each side
     out["seed"] = paired_interval(np.nanmean(a[:, both], axis=0) - np.nanmean(b[:, both], axis=0), level)
-    out["search"] = welch_interval(_row_means(a), _row_means(b), level)
+    searches = _row_means(a), _row_means(b)
+    out["search"] = welch_interval(*searches, level)
     if familywise > 1:
-        out["familywise"] = {
-            "pairs": familywise,
-            **welch_interval(_row_means(a), _row_means(b), 1 - (1 - level) / familywise),
-        }
+        out["familywise"] = {"pairs": familywise, **welch_interval(*searches, 1 - (1 - level) / familywise)}
     decisive = out["search"] if out["search"]["low"] is not None else out["seed"]
     out["searches_counted"] = decisive is out["search"]
     out["excludes_zero"] = decisive["low"] is not None and (decisive["low"] > 0 or decisive["high"] < 0)

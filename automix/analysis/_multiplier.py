@@ -257,9 +257,7 @@ def measure(
         >>> [(e["metric"], e["multiplier"], e["low"], e["high"]) for e in result["estimates"]]  # doctest: +SKIP
     """
     configs = [configs] if isinstance(configs, StudyConfig) else list(configs)
-    _check(configs, reference, units, retune or {})
-    if shared := sorted(set(seeds) & set(holdout_seeds)):
-        raise ConfigError(f"held-out seeds {shared} are also choosing seeds: give --holdout-seeds other seeds")
+    _check(configs, reference, units, retune or {}, set(seeds) & set(holdout_seeds))
     grid = [dict(zip(retune, f, strict=True)) for f in itertools.product(*retune.values())] if retune else [{}]
     ref_best, mixed_bests = _best(reference), [_best(c) for c in configs]
     refs = [
@@ -330,8 +328,13 @@ def _lower_is_better(metric: str) -> bool:
     return not metric.endswith("_acc")
 
 
-def _check(configs: list[StudyConfig], reference: StudyConfig, units: Sequence[int], retune: dict) -> None:
-    """The searches share one budget, the reference their compute; `units` and `retune` make sense for it."""
+def _check(
+    configs: list[StudyConfig], reference: StudyConfig, units: Sequence[int], retune: dict, reused: set[int]
+) -> None:
+    """The searches share one budget, the reference their compute; `units` and `retune` make sense for
+    it; no held-out seed is `reused` as a choosing seed."""
+    if reused:
+        raise ConfigError(f"held-out seeds {sorted(reused)} are also choosing seeds: give --holdout-seeds other seeds")
     train = common_budget(configs, "multiplier (the mixed searches)")["train_tokens"]
     ref_train = reference.budget.train_tokens if reference.budget.mode == "fixed_tokens" else None
     if ref_train != train:

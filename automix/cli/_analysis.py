@@ -101,7 +101,7 @@ def _multiplier(args: argparse.Namespace) -> int:
     reference = load_config(args.reference) if args.reference else config
     units, seeds = int_list(args.units, "--units"), int_list(args.seeds, "--seeds")
     retune = _retune(args.retune)
-    holdout = int_list(args.holdout_seeds, "--holdout-seeds") if args.holdout_seeds else []
+    holdout = int_list(args.holdout_seeds, "--holdout-seeds")
     result = measure(
         [config, *searches], reference, units, seeds, args.workers, retune=retune or None, holdout_seeds=holdout
     )
