@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,16 @@ def train_many(
         # spawn: forked workers would inherit the parent's torch thread pools and locks.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx) as pool:
-            for path, config, metrics in zip(todo, jobs, pool.map(_train, jobs), strict=True):
+            # Each run is cached as it finishes, so a failure or an interruption loses only its own run.
+            futures = {pool.submit(_train, job): (path, job) for path, job in zip(todo, jobs, strict=True)}
+            errors = []
+            for future in as_completed(futures):
+                path, job = futures[future]
+                if future.exception() is not None:
+                    errors.append(future.exception())
+                    continue
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_json(path, {"config": config.model_dump(), "metrics": metrics})
+                write_json(path, {"config": job.model_dump(), "metrics": future.result()})
+        if errors:
+            raise errors[0]
     return [json.loads(p.read_text())["metrics"] for p in paths]
