@@ -3,10 +3,10 @@
 #   bash examples/levers/run.sh [STEP ...]      (default: every step, in this order)
 # Steps (each resumes or reads its cache, so after an interruption the same command continues):
 #   regime       repetition's cost at equal tokens, 3 seeds, lr swept (regime.py)
-#   T800000 T1600000 T3200000
-#                levers at exactly equal compute T (U = 50k): 3 searches per lever, compared (tune
-#                only with lr down to 3e-4; the first T = 1.6M tune-only searches, lr from 1e-3,
-#                stay in runs/levers/T1600000/tune_only_s*)
+#   T400000 T800000 T1600000 T3200000
+#                levers at exactly equal compute T (U = 50k, so E = 8 to 64 for tuning alone): 3
+#                searches per lever, compared (tune only with lr down to 3e-4; the first T = 1.6M
+#                tune-only searches, lr from 1e-3, stay in runs/levers/T1600000/tune_only_s*)
 #   target       the T = 0.8M levers' bests at a 32× larger model (w256 d4), a local sweep around the
 #                transferred joint point and proxy → target rank correlation (proxy_target.py); T = 0.8M
 #                because 45 runs at the target take ~2 h of both cores there, twice that at 1.6M
@@ -20,9 +20,9 @@ cd "$(dirname "$0")/../.."
 export AUTOMIX=${AUTOMIX:-.venv/bin/automix}
 PY=.venv/bin/python
 L=examples/levers
-LEVELS=(800000 1600000 3200000)
+LEVELS=(400000 800000 1600000 3200000)
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(regime T800000 T1600000 target equal_data multiplier T3200000)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(regime T400000 T800000 T1600000 target equal_data multiplier T3200000)
 
 equal_tokens() {  # $1 = T
   $PY $L/searches.py "T$1" $L/equal_tokens.yaml --train-tokens "$1" \
@@ -61,6 +61,6 @@ for step in "${STEPS[@]}"; do
         --lever joint=search_spaces/equal_data_joint.yaml --lever mix_only=search_spaces/mix_only.yaml \
         --lever tune_only=search_spaces/equal_data_tune_only.yaml ;;
     multiplier) for T in "${LEVELS[@]}"; do multiplier "$T"; done ;;
-    *) echo "run.sh: unknown step '$step' (regime, T800000, T1600000, T3200000, target, equal_data, multiplier)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown step '$step' (regime, T400000, T800000, T1600000, T3200000, target, equal_data, multiplier)" >&2; exit 2 ;;
   esac
 done
