@@ -15,7 +15,9 @@ def add_commands(sub) -> None:
     p = sub.add_parser("search", help="search weight decay, lr, epochs and mix ratio on a μP proxy")
     study_args(p, "study config YAML (e.g. examples/ar_en_cpu.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the study where it stopped")
-    p.add_argument("--address", help="join an existing Ray cluster (e.g. auto or ray://HOST:10001)")
+    p.add_argument(
+        "--address", help="join an existing Ray cluster (e.g. auto or ray://HOST:10001); default: start one here"
+    )
     p.add_argument("--join", action="store_true", help="run alongside other drivers of the same study")
     p.add_argument("--verbose", action="store_true", help="also show Ray's and MLflow's output (see WORK/automix.log)")
     p.set_defaults(func=_search)

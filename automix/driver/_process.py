@@ -151,22 +151,25 @@ def watch_ray_processes() -> None:
 def ray_init(work_dir: Path, address: str | None) -> bool:
     """Start (or join) Ray; returns whether this call started it.
 
-    Ray's start-up output goes to WORK/automix.log; a cluster started here gets the driver's
-    sys.path and working directory for its workers (`local_runtime_env`), and a watchdog that
-    ends its processes if the driver is killed (`watch_ray_processes`).
+    Without `address` (or Ray's own RAY_ADDRESS) a new local Ray starts: Ray's default would join
+    the cluster that `ray start` recorded in /tmp/ray/ray_current_cluster, and wait forever if
+    that one has died. Ray's start-up output goes to WORK/automix.log; a cluster started here gets
+    the driver's sys.path and working directory for its workers (`local_runtime_env`), and a
+    watchdog that ends its processes if the driver is killed (`watch_ray_processes`).
     """
     if ray.is_initialized():
         return False
     temp_dir = work_dir / "ray_tmp"
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if address is None:
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    if local:
         kwargs["runtime_env"] = local_runtime_env()
         # Ray's unix sockets live under its temp dir; their paths must stay under 107 bytes.
         if len(str(temp_dir)) <= 40:
             kwargs["_temp_dir"] = str(temp_dir)
     with quiet_output(work_dir / LOG_NAME):
-        ray.init(address=address, **kwargs)
-    if address is None:
+        ray.init(address="local" if local else address, **kwargs)
+    if local:
         watch_ray_processes()  # a driver killed with SIGKILL leaves no Ray process behind
     return True
 
