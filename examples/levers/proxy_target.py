@@ -8,7 +8,7 @@ It reads the levers' bests at the proxy (`runs/levers/T{level}/compare.json`) an
 (`compare_w{width}d{depth}.json`, from `automix compare ... --width --depth --seeds 101,102,103`),
 then trains a local sweep around the transferred joint best (wd ×⅓ ×3, lr ×½ ×2, r ±0.15, one at a
 time) at both sizes. Reported: the transferred point's gap to the sweep's best at the target, and Spearman's ρ
-between proxy and target over every configuration, with a bootstrap interval over the seeds.
+between proxy and target over every distinct configuration, with a bootstrap interval over the seeds.
 Runs are cached by config (`runs/levers/T{level}/proxy_target/`): an interrupted run continues.
 """
 
@@ -35,7 +35,13 @@ R_MAX = 0.75  # the joint space's upper bound (search_spaces/equal_tokens_joint.
 
 
 def _searches(compare: dict) -> list[dict]:
-    return [{**s, "lever": lever["lever"]} for lever in compare["levers"] for s in lever["searches"]]
+    """Every search's best once: searches that ended on the same settings are one configuration."""
+    out: dict[str, dict] = {}
+    for lever in compare["levers"]:
+        for s in lever["searches"]:
+            key = json.dumps([lever["lever"], s["settings"]], sort_keys=True)
+            out.setdefault(key, {**s, "lever": lever["lever"]})
+    return list(out.values())
 
 
 def _proxy_config(level_dir: Path, search: dict) -> TrainConfig:

@@ -39,3 +39,15 @@ def test_rank_correlation_reads_the_orderings_and_its_interval_the_seeds():
     # Seed noise as large as the gaps between configurations: the interval widens to say so.
     noisy = proxy_target.rank_correlation(proxy, means[:, None] + rng.normal(0, 0.2, (8, 3)))
     assert noisy["high"] - noisy["low"] > 0.5
+
+
+def test_searches_that_ended_on_the_same_settings_count_once():
+    same = {"weight_decay": 0.1, "learning_rate": 0.003, "mix_ratio": 0.05}
+    compare = {
+        "levers": [
+            {"lever": "mix_only", "searches": [{"study": "s1", "settings": same}, {"study": "s2", "settings": same}]},
+            {"lever": "joint", "searches": [{"study": "s3", "settings": same}]},
+        ]
+    }
+    # The same point in another lever's space stays: it is that lever's answer.
+    assert [s["study"] for s in proxy_target._searches(compare)] == ["s1", "s3"]
