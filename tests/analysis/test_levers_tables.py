@@ -43,3 +43,15 @@ def test_a_file_of_another_kind_is_refused(tmp_path):
     other.write_text("{}")
     done = subprocess.run([sys.executable, str(SCRIPT), str(other)], capture_output=True, text=True)
     assert done.returncode == 1 and "not a compare, multiplier or proxy_target result" in done.stderr
+
+
+def test_a_proxy_target_prints_every_configuration_its_gap_and_rho():
+    path = RESULTS / "T800000_proxy_target_w256d4.json"
+    result, out = json.loads(path.read_text()), _print(path)
+    for row in result["rows"]:
+        proxy, target = np.array(row["proxy"]), np.array(row["target"])
+        assert f"| {row['name']} | {proxy.mean():.3f} ± {proxy.std(ddof=1):.3f} | {target.mean():.3f} ±" in out
+    sp = result["spearman"]
+    n = len(result["rows"])
+    assert f"Spearman ρ = {sp['rho']:.2f} [{sp['low']:.2f}, {sp['high']:.2f}] over {n} configurations" in out
+    assert f"{result['gap']['mean']:+.4f}" in out
