@@ -62,8 +62,8 @@ def train_many(
             errors = []
             for future in as_completed(futures):
                 path, job = futures[future]
-                if future.exception() is not None:
-                    errors.append(future.exception())
+                if (error := future.exception()) is not None:
+                    errors.append(error)
                     continue
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_json(path, {"config": job.model_dump(), "metrics": future.result()})
