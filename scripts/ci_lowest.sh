@@ -12,17 +12,15 @@
 # test_samplers_run_trials_through_ray_into_storage[botorch]: the fast tests run no BoTorch sampler,
 # so without it the ray, botorch and optuna-integration floors would go unchecked (it runs a real
 # Tuner with the StudySearcher, the BoTorch sampler and the MLflow callback). Set
-# LOWEST_PYTEST_ARGS to run something else instead (phase `all` only).
-# Usage: ci_lowest.sh [all|early|ray]. `early` builds the venv and runs the fast tests, which start
-# no Ray cluster, so .ci/run runs it beside the main suite (mostly waiting on subprocesses: 6.4 min
-# of CPU in 13 min); `ray` then runs the Ray test alone, as two local Ray clusters at once collide.
-# Budget: CI must stay under 20 minutes on 2 cores (docs/install.md has the measured figures).
+# LOWEST_PYTEST_ARGS to run something else instead.
+# Usage: ci_lowest.sh. .ci/run runs it beside the main suite: every Ray cluster here and there is
+# started with address="local", so the two never join each other's.
+# Budget: CI must stay under 15 minutes on 2 cores (docs/install.md has the measured figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${AUTOMIX_LOWEST_VENV:-build/venv-lowest}  # build/ is git-ignored
 PYTHON=${PYTHON:-python3}
 LOWEST=(optuna optuna-integration ray mlflow transformers datasets botorch)
-PHASE=${1:-all}
 PY="$VENV/bin/python"
 start=$(date +%s)
 
@@ -72,7 +70,7 @@ echo "lowest venv installed in $(($(date +%s) - start)) s"
 }
 
 # pytest in the lowest venv, in one process (-n 0: it runs beside the main suite), with a basetemp of its
-# own per phase (pytest makes it, not its parents).
+# own per call (pytest makes it, not its parents).
 lowest_pytest() {
   local name=$1
   shift
@@ -81,7 +79,7 @@ lowest_pytest() {
 }
 
 # The fast tests that touch the version-dependent APIs (MLflow store, Optuna storage and samplers,
-# transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 20 min.
+# transformers export, datasets, the trainer), not the whole fast lane: CI must stay under 15 min.
 # The one of them that runs a search (so starts Ray) goes with the Ray test.
 JOURNAL_SEARCH=tests/study/test_storage.py::test_a_journal_study_goes_through_search_and_report
 
@@ -96,20 +94,14 @@ ray_test() {
     "tests/driver/test_search_objective.py::test_samplers_run_trials_through_ray_into_storage[botorch]"
 }
 
+install
 status=0
-case "$PHASE" in
-  early) install; fast || status=$? ;;
-  ray) ray_test || status=$? ;;
-  all)
-    install
-    if [ -n "${LOWEST_PYTEST_ARGS:-}" ]; then
-      read -r -a args <<<"$LOWEST_PYTEST_ARGS"
-      lowest_pytest custom "${args[@]}" || status=$?
-    else
-      ray_test || status=$?
-      fast || status=$?
-    fi ;;
-  *) echo "ci_lowest: phase must be all, early or ray, not '$PHASE'" >&2; exit 2 ;;
-esac
-echo "lowest-versions job ($PHASE): $(($(date +%s) - start)) s"
+if [ -n "${LOWEST_PYTEST_ARGS:-}" ]; then
+  read -r -a args <<<"$LOWEST_PYTEST_ARGS"
+  lowest_pytest custom "${args[@]}" || status=$?
+else
+  fast || status=$?
+  ray_test || status=$?
+fi
+echo "lowest-versions job: $(($(date +%s) - start)) s"
 exit "$status"

@@ -14,9 +14,13 @@ VENV=${AUTOMIX_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q -c scripts/constraints.txt -e ".[dev]"
-"${PIP[@]}" install -q --no-deps -c scripts/constraints.txt mup==1.0.0
+# torch (and uv) through pip, so pip's configuration (PIP_EXTRA_INDEX_URL, a local wheel folder)
+# picks the torch build; the rest through uv, which keeps that torch (it satisfies the pin) and
+# installs the pinned set in seconds where pip takes about two minutes on 2 cores.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch uv
+UV=("$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -c scripts/constraints.txt)
+"${UV[@]}" -e ".[dev]"
+"${UV[@]}" --no-deps mup==1.0.0
 # Fail here, not in the first trial, if the set is not co-installable.
 "$VENV/bin/python" -c "import mup, torch, transformers, ray.tune, optuna, mlflow; print('automix installed: torch', torch.__version__)"
 if "$VENV/bin/python" -c "import torchvision" 2>/dev/null; then

@@ -30,7 +30,7 @@ def flaky(params, report):
 
 
 def test_failures_are_recorded_with_reasons_and_the_search_goes_on(tmp_path):
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         result = automix.search_objective(
             flaky,
