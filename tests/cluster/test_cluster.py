@@ -163,12 +163,13 @@ def test_search_rides_out_a_database_restart(real_study, postgres):
 
 def _wait_for_states(url: str, study: str, want: dict, proc, log, timeout: float = 180) -> None:
     """Wait until the study has at least `want[state]` trials in each state (the database says)."""
+    storage = open_storage(url)  # one connection pool: a storage per poll leaks connections past PostgreSQL's 100
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the search exited early with code {proc.returncode}: {log.read_text()[-3000:]}")
         try:
-            trials = optuna.load_study(study_name=study, storage=open_storage(url)).trials
+            trials = optuna.load_study(study_name=study, storage=storage).trials
         except KeyError:
             trials = []
         if all(sum(t.state == s for t in trials) >= n for s, n in want.items()):
