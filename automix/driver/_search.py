@@ -368,7 +368,8 @@ def _close(session: _Session, callback: MlflowTrialCallback, ws: Workspace) -> N
         write_json(path, callback.unwritten())
         log.warning("MLflow: %d records could not be written; they are listed in %s", len(callback.unwritten()), path)
     if session.started_ray:
-        ray.shutdown()
+        with quiet_output(ws.path(LOG_NAME)):  # the trial actors' exit tracebacks, streamed to stderr
+            ray.shutdown()
 
 
 def _finish_tracking(session: _Session, result: SearchResult, settings: SearchConfig, status: str) -> None:
@@ -389,10 +390,9 @@ def _finish_tracking(session: _Session, result: SearchResult, settings: SearchCo
 
 def sampler_seed(settings: SearchConfig, invocation: int) -> int:
     """The seed of this invocation's sampler: derived from the seed and the invocation, so a resumed
-    or joining driver does not replay the first one's random draws, except for a grid, whose order must stay
-    the same: GridSampler gives trial number k the k-th point of its seeded shuffle, so another
-    shuffle would send a resumed sweep to points already trained and leave others out.
-
+    or joining driver does not replay the first one's random draws, except for a grid, whose order
+    must stay the same: GridSampler gives trial number k the k-th point of its seeded shuffle, so
+    another shuffle would send a resumed sweep to points already trained and leave others out.
     Mixed, not added: two drivers joining with seeds 0 and 1 would otherwise both draw with seed 1
     (0 + invocation 1, 1 + invocation 0) and propose the same points."""
     if settings.sampler == "grid" or invocation == 0:
