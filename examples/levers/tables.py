@@ -6,6 +6,11 @@ From the repository root:
 Each FILE is a `compare*.json` (`automix compare`), a `multiplier.json` (`automix multiplier`) or a
 `proxy_target_*.json` (proxy_target.py); its kind is read from its keys. Tables are copied from
 here into RESULTS.md rather than typed, so a figure there is the file's.
+
+    .venv/bin/python examples/levers/tables.py --trend AGAINST COMPARE ...
+
+prints, for compare files at different compute levels T, each lever's difference from the lever
+AGAINST at every level and how much it changed from the first file's level to the last's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 
 def _row(cells: list) -> str:
@@ -141,6 +147,36 @@ def proxy_target_tables(result: dict) -> str:
     )
 
 
+def _search_means(result: dict) -> dict[str, np.ndarray]:
+    """Each lever's searches' re-run means (target_val_loss), by lever name."""
+    return {
+        lever["lever"]: np.array([np.mean(s["reruns"]["target_val_loss"]) for s in lever["searches"]])
+        for lever in result["levers"]
+    }
+
+
+def welch_contrast(groups: list[np.ndarray], signs: list[int], level: float = 0.95) -> tuple[float, float, float]:
+    """Σ sign·mean over independent groups, with a Welch–Satterthwaite t interval (the searches' spread)."""
+    est = sum(s * g.mean() for s, g in zip(signs, groups, strict=True))
+    v = np.array([g.var(ddof=1) / len(g) for g in groups])
+    df = v.sum() ** 2 / sum(x**2 / (len(g) - 1) for x, g in zip(v, groups, strict=True))
+    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(v.sum())
+    return est, est - half, est + half
+
+
+def trend_table(against: str, results: list[dict]) -> str:
+    """Each lever minus `against` at every level (search means), and the change from first to last level."""
+    levels = [_search_means(r) for r in results]
+    header = ["difference", *(f"T = {r['train_tokens'] / 1e6:g}M" for r in results), "last − first level"]
+    rows = []
+    for name in (n for n in levels[0] if n != against):
+        per = [m[name].mean() - m[against].mean() for m in levels]
+        first, last = levels[0], levels[-1]
+        est, low, high = welch_contrast([last[name], last[against], first[name], first[against]], [1, -1, -1, 1])
+        rows.append([f"{name} − {against}", *(f"{d:+.3f}" for d in per), f"{est:+.3f} [{low:+.3f}, {high:+.3f}]"])
+    return _table(header, rows)
+
+
 def tables(result: dict) -> str:
     """The tables of one result file, by its kind."""
     if "levers" in result:
@@ -155,7 +191,13 @@ def tables(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path)
-    for path in parser.parse_args().files:
+    parser.add_argument("--trend", metavar="AGAINST", help="the compare files' lever differences across levels")
+    args = parser.parse_args()
+    if args.trend:
+        results = [json.loads(path.read_text()) for path in args.files]
+        print(f"<!-- {' '.join(map(str, args.files))} -->\n{trend_table(args.trend, results)}\n")
+        return
+    for path in args.files:
         print(f"<!-- {path} -->\n{tables(json.loads(path.read_text()))}\n")
 
 

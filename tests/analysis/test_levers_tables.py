@@ -55,3 +55,26 @@ def test_a_proxy_target_prints_every_configuration_its_gap_and_rho():
     n = len(result["rows"])
     assert f"Spearman ρ = {sp['rho']:.2f} [{sp['low']:.2f}, {sp['high']:.2f}] over {n} configurations" in out
     assert f"{result['gap']['mean']:+.4f}" in out
+
+
+def test_the_trend_reads_each_levels_differences_and_their_change_with_the_searches_spread():
+    files = [RESULTS / f"T{t}_compare.json" for t in (400000, 800000, 1600000)]
+    tune = "equal_tokens_tune_only_wide"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--trend", tune, *map(str, files)], capture_output=True, text=True, check=True
+    )
+    row = next(r for r in done.stdout.splitlines() if r.startswith(f"| equal_tokens_joint − {tune} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    means = []
+    for path in files:
+        by = {
+            lv["lever"]: [np.mean(s["reruns"]["target_val_loss"]) for s in lv["searches"]]
+            for lv in json.loads(path.read_text())["levers"]
+        }
+        means.append((np.array(by["equal_tokens_joint"]), np.array(by[tune])))
+        assert f"{np.mean(by['equal_tokens_joint']) - np.mean(by[tune]):+.3f}" == cells[len(means)]
+    change = (means[-1][0].mean() - means[-1][1].mean()) - (means[0][0].mean() - means[0][1].mean())
+    low, high = (float(x) for x in cells[-1].split("[")[1].rstrip("]").split(","))
+    assert cells[-1].startswith(f"{change:+.3f} [") and low < change < high
+    # Four groups of three searches: wider than any one level's search spread alone, narrower than ±0.1.
+    assert 0.01 < high - low < 0.2
