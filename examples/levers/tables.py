@@ -155,11 +155,15 @@ def _search_means(result: dict) -> dict[str, np.ndarray]:
     }
 
 
-def welch_contrast(groups: list[np.ndarray], signs: list[int], level: float = 0.95) -> tuple[float, float, float]:
-    """Σ sign·mean over independent groups, with a Welch–Satterthwaite t interval (the searches' spread)."""
+def welch_contrast(
+    groups: list[np.ndarray], signs: list[int], level: float = 0.95, df: float | None = None
+) -> tuple[float, float, float]:
+    """Σ sign·mean over independent groups, with a t interval on the searches' spread: Welch–Satterthwaite
+    degrees of freedom unless `df` is given (n − 1 of one group is the conservative choice)."""
     est = sum(s * g.mean() for s, g in zip(signs, groups, strict=True))
     v = np.array([g.var(ddof=1) / len(g) for g in groups])
-    df = v.sum() ** 2 / sum(x**2 / (len(g) - 1) for x, g in zip(v, groups, strict=True))
+    if df is None:
+        df = v.sum() ** 2 / sum(x**2 / (len(g) - 1) for x, g in zip(v, groups, strict=True))
     half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(v.sum())
     return est, est - half, est + half
 
@@ -167,13 +171,16 @@ def welch_contrast(groups: list[np.ndarray], signs: list[int], level: float = 0.
 def trend_table(against: str, results: list[dict]) -> str:
     """Each lever minus `against` at every level (search means), and the change from first to last level."""
     levels = [_search_means(r) for r in results]
-    header = ["difference", *(f"T = {r['train_tokens'] / 1e6:g}M" for r in results), "last − first level"]
+    levels_t = (f"T = {r['train_tokens'] / 1e6:g}M" for r in results)
+    header = ["difference", *levels_t, "last − first level (Welch df)", "the same, df = n − 1"]
     rows = []
     for name in (n for n in levels[0] if n != against):
         per = [m[name].mean() - m[against].mean() for m in levels]
-        first, last = levels[0], levels[-1]
-        est, low, high = welch_contrast([last[name], last[against], first[name], first[against]], [1, -1, -1, 1])
-        rows.append([f"{name} − {against}", *(f"{d:+.3f}" for d in per), f"{est:+.3f} [{low:+.3f}, {high:+.3f}]"])
+        groups = [levels[-1][name], levels[-1][against], levels[0][name], levels[0][against]]
+        welch = welch_contrast(groups, [1, -1, -1, 1])
+        _, low, high = welch_contrast(groups, [1, -1, -1, 1], df=min(len(g) for g in groups) - 1)
+        interval = f"{welch[0]:+.3f} [{welch[1]:+.3f}, {welch[2]:+.3f}]"
+        rows.append([f"{name} − {against}", *(f"{d:+.3f}" for d in per), interval, f"[{low:+.3f}, {high:+.3f}]"])
     return _table(header, rows)
 
 

@@ -74,7 +74,9 @@ def test_the_trend_reads_each_levels_differences_and_their_change_with_the_searc
         means.append((np.array(by["equal_tokens_joint"]), np.array(by[tune])))
         assert f"{np.mean(by['equal_tokens_joint']) - np.mean(by[tune]):+.3f}" == cells[len(means)]
     change = (means[-1][0].mean() - means[-1][1].mean()) - (means[0][0].mean() - means[0][1].mean())
-    low, high = (float(x) for x in cells[-1].split("[")[1].rstrip("]").split(","))
-    assert cells[-1].startswith(f"{change:+.3f} [") and low < change < high
+    low, high = (float(x) for x in cells[-2].split("[")[1].rstrip("]").split(","))
+    assert cells[-2].startswith(f"{change:+.3f} [") and low < change < high
+    wide_low, wide_high = (float(x) for x in cells[-1].strip("[]").split(","))
+    assert wide_low < low and wide_high > high  # 2 degrees of freedom: wider than Welch's
     # Four groups of three searches: wider than any one level's search spread alone, narrower than ±0.1.
     assert 0.01 < high - low < 0.2
