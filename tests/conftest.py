@@ -17,18 +17,6 @@ AR_WORDS = "السلام عليكم في المدينة الكبيرة قال ا
 EN_WORDS = "the quick brown fox jumps over a lazy dog while the market rallied after news".split()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests that start Ray, servers or a browser (`serial`, `cluster`; all also `slow` or `cluster`)
-    never run beside each other, so never in pytest-xdist's workers: there they are skipped. The fast
-    lane (`-n 2 -m "not slow and not cluster"`) has none; the full suite runs in one process."""
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) <= 1:
-        return
-    skip = pytest.mark.skip(reason="starts Ray, a server or a browser: run it without -n (pytest-xdist)")
-    for item in items:
-        if item.get_closest_marker("serial") or item.get_closest_marker("cluster"):
-            item.add_marker(skip)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory):
     """One automix cache (token arrays, MLflow's empty store) per test session, not the user's."""

@@ -87,7 +87,6 @@ def study_config(tiny, tmp_path):
     return path, config
 
 
-@pytest.mark.serial
 def test_report_has_every_section_and_lands_in_mlflow(study_config):
     path, config = study_config
     work = Workspace.from_config(config).work_dir

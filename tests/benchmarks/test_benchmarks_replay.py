@@ -14,7 +14,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import search_efficiency as se  # noqa: E402
 from _grids import load  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 
 
 def _trials(trials):

@@ -300,7 +300,6 @@ def _run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 def test_workers_import_what_the_driver_can_and_ray_stays_off_the_console(helper_script, tmp_path):
     work = tmp_path / "w"
@@ -314,7 +313,6 @@ def test_workers_import_what_the_driver_can_and_ray_stays_off_the_console(helper
     assert "Configuration for experiment" in log or "View detailed results" in log
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 def test_a_search_whose_first_trials_all_fail_the_same_way_stops(helper_script, tmp_path):
     work = tmp_path / "w"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,16 +10,18 @@ import pytest
 
 import automix
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
-
-# Where `ray start` (and Ray's test cluster) record the cluster that a bare ray.init() joins.
-RECORD = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+pytestmark = pytest.mark.slow
 
 
-def test_a_dead_cluster_on_record_is_not_joined(tmp_path):
-    before = RECORD.read_text() if RECORD.exists() else None
-    RECORD.parent.mkdir(parents=True, exist_ok=True)
-    RECORD.write_text("127.0.0.1:9")  # nothing listens there: joining it would wait forever
+def test_a_dead_cluster_on_record_is_not_joined(tmp_path, monkeypatch):
+    # Where `ray start` records the cluster that a bare ray.init() joins: RAY_TMPDIR/ray. A directory of
+    # this test's own (short: Ray's socket paths live under it), so tests running beside it never see
+    # the dead record and a cluster they start never replaces it.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-"))
+    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    record = ray_tmp / "ray" / "ray_current_cluster"
+    record.parent.mkdir(parents=True)
+    record.write_text("127.0.0.1:9")  # nothing listens there: joining it would wait forever
     try:
         result = automix.search_objective(
             lambda params, report: {"loss": (params["x"] - 0.3) ** 2},
@@ -30,5 +33,5 @@ def test_a_dead_cluster_on_record_is_not_joined(tmp_path):
             metric="loss",
         )
     finally:
-        RECORD.write_text(before) if before is not None else RECORD.unlink(missing_ok=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert sorted(result.trials["state"]) == ["COMPLETE", "COMPLETE"]

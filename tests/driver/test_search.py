@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from automix.cli import main
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

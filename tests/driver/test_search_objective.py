@@ -25,7 +25,7 @@ from automix.scheduling._searcher import StudySearcher
 sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 import custom_objective  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 
 SPACE = parse_space(
     {

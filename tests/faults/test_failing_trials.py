@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 import automix
 from automix.config._space import parse_space
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 
 
 def flaky(params, report):

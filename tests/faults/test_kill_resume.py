@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 N_TRIALS = 6
 
 

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from automix.cli import main
 from automix.study._storage import open_storage
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 N_TRIALS = 10
 
 DRIVER = textwrap.dedent(

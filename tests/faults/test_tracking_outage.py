@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 import automix
 from automix.config._space import parse_space
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 SPACE = parse_space({"x": {"type": "float", "low": -2.0, "high": 2.0}})
 
 

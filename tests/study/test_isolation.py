@@ -12,7 +12,7 @@ import automix
 from automix.cli import main
 from automix.errors import ConfigError
 
-pytestmark = [pytest.mark.slow, pytest.mark.serial]  # Ray: one at a time (pyproject.toml)
+pytestmark = pytest.mark.slow
 
 
 def _snapshot(work: Path) -> dict[str, str]:

@@ -43,7 +43,6 @@ def test_analyses_on_a_missing_study_say_so_and_create_nothing(study_yaml, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.serial
 def test_a_journal_study_goes_through_search_and_report(real_study, tmp_path):
     log = tmp_path / "journal" / "study.log"
     log.parent.mkdir()

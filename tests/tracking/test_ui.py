@@ -140,7 +140,6 @@ def _text(dom: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 def test_ui_opens_on_the_trials_and_stops_with_term(store, tmp_path):
     port = _free_port()

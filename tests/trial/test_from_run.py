@@ -22,7 +22,6 @@ SPACE = {
 }
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 def test_a_trial_is_re_created_from_its_run_alone(real_study, capsys):
     path, work = real_study("fromrun", SPACE, search={"n_trials": 2, "scheduler": "none"})
