@@ -167,18 +167,17 @@ def lever_difference(
 
     Returns:
         The mean difference, ``seed`` (paired by seed over the searches' means per seed) and
-        ``search`` (Welch's t on the searches' means: search and seed variation; None unless a lever
-        has two searches), and ``excludes_zero``, decided on ``search`` where there is one, else on ``seed``.
+        ``search`` (`welch_interval`: search and seed variation; None unless a lever has two
+        searches), and ``excludes_zero``, decided on ``search`` where there is one, else on ``seed``.
     """
     a, b = _matrix(first, metric), _matrix(other, metric)
     out: dict[str, Any] = {"first": first["lever"], "other": other["lever"], "metric": metric, "level": level}
     out["mean"] = _float(np.nanmean(a) - np.nanmean(b)) if np.isfinite(a).any() and np.isfinite(b).any() else None
     both = np.isfinite(a).any(axis=0) & np.isfinite(b).any(axis=0)  # seeds with a run on each side
     out["seed"] = paired_interval(np.nanmean(a[:, both], axis=0) - np.nanmean(b[:, both], axis=0), level)
-    searches = _row_means(a), _row_means(b)
-    out["search"] = welch_interval(*searches, level)
+    out["search"] = welch_interval(a, b, level)
     if familywise > 1:
-        out["familywise"] = {"pairs": familywise, **welch_interval(*searches, 1 - (1 - level) / familywise)}
+        out["familywise"] = {"pairs": familywise, **welch_interval(a, b, 1 - (1 - level) / familywise)}
     decisive = out["search"] if out["search"]["low"] is not None else out["seed"]
     out["searches_counted"] = decisive is out["search"]
     out["excludes_zero"] = decisive["low"] is not None and (decisive["low"] > 0 or decisive["high"] < 0)
@@ -200,21 +199,33 @@ def paired_interval(d: np.ndarray, level: float = 0.95) -> dict[str, Any]:
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[str, Any]:
-    """Welch's t interval of mean(a) − mean(b) from per-search means; a lone search adds no variance.
+    """Welch's t interval of mean(a) − mean(b) over searches, from searches × seeds arrays.
 
-    With a single search on one side the interval rests on the other side's spread alone (and its
-    degrees of freedom); with one search on both sides there is no interval.
+    A side with two or more searches contributes the spread of its searches' means (search and seed
+    variation). A side with one search (an exhaustive grid, say) contributes its seeds' spread: its
+    mean is still a mean over seeds. With one search on both sides there is no interval here (the
+    paired seed interval is the one to read).
     """
-    out: dict[str, Any] = {"n": [len(a), len(b)], "low": None, "high": None}
-    parts = [(x.var(ddof=1) / len(x), len(x) - 1) for x in (a, b) if len(x) > 1]
-    if not parts or not len(a) or not len(b):
+    out: dict[str, Any] = {"n": [len(_row_means(a)), len(_row_means(b))], "low": None, "high": None}
+    sides = [_mean_error(x) for x in (a, b)]
+    if None in sides or max(out["n"]) < 2:
         return out
-    var = sum(v for v, _ in parts)
-    df = var**2 / sum(v**2 / k for v, k in parts) if var > 0 else sum(k for _, k in parts)
+    (mean_a, var_a, df_a), (mean_b, var_b, df_b) = sides
+    var = var_a + var_b
+    df = var**2 / (var_a**2 / df_a + var_b**2 / df_b) if var > 0 else df_a + df_b
     half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(var)
-    mean = a.mean() - b.mean()
-    out["low"], out["high"] = float(mean - half), float(mean + half)
+    out["low"], out["high"] = float(mean_a - mean_b - half), float(mean_a - mean_b + half)
     return out
+
+
+def _mean_error(x: np.ndarray) -> tuple[float, float, int] | None:
+    """A lever's mean over its searches, the variance of that mean and its degrees of freedom."""
+    means = _row_means(x)
+    if len(means) == 1:
+        means = x[np.isfinite(x)]  # a lone search: the spread of its seeds
+    if len(means) < 2:
+        return None
+    return float(means.mean()), float(means.var(ddof=1) / len(means)), len(means) - 1
 
 
 def _float(value: Any) -> float | None:

@@ -47,7 +47,7 @@ def test_search_to_search_spread_widens_the_interval_and_can_overturn_a_verdict(
 
 def test_welch_interval_matches_the_textbook_formula():
     a, b = np.array([1.0, 1.2, 1.1]), np.array([1.5, 1.4, 1.6, 1.5])
-    out = welch_interval(a, b)
+    out = welch_interval(a[:, None], b[:, None])  # 3 and 4 searches, one seed each
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 4
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
     from scipy import stats
@@ -55,6 +55,19 @@ def test_welch_interval_matches_the_textbook_formula():
     half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
     assert out["low"] == pytest.approx(a.mean() - b.mean() - half)
     assert out["high"] == pytest.approx(a.mean() - b.mean() + half)
+
+
+def test_a_lone_search_brings_its_seed_noise_into_the_search_interval():
+    # Three searches that agree, against one exhaustive grid whose point is noisy across seeds: the
+    # grid's seed spread must widen the interval (it used to count for nothing, leaving only the
+    # three searches' spread of 0.003 and an interval ten times too narrow).
+    searches = _lever("joint", [1.54, 1.55, 1.56], [1.545, 1.55, 1.555], [1.55, 1.55, 1.55])
+    grid = _lever("tune_grid", [1.44, 1.50, 1.42])
+    d = lever_difference(searches, grid, "target_val_loss")
+    s_grid = np.std([1.44, 1.50, 1.42], ddof=1) / 3**0.5
+    assert d["search"]["n"] == [3, 1]
+    assert d["search"]["high"] - d["search"]["low"] > 2 * 1.96 * s_grid
+    assert d["search"]["low"] < 1.55 - 1.4533 - 1.96 * s_grid
 
 
 def test_missing_runs_are_left_out_and_one_pair_gives_no_interval():
