@@ -37,8 +37,9 @@ def compare_levers(
     Unbiased means, and every pair of levers (earlier minus later) with two intervals. The seed-only one
     pairs the levers seed by seed (a seed's luck cancels). The other also counts search-to-search
     variation: which point a search ends on is itself random, so a verdict from one search per lever
-    can be search luck. It is a Welch t interval on the searches' means; a bootstrap over three
-    searches would see only ten resamples and be too narrow.
+    can be search luck. It is a Welch t interval on the searches' means (a lever of one study, such
+    as a grid, brings its seeds' spread instead: `welch_interval`); a bootstrap over three searches
+    would see only ten resamples and be too narrow.
 
     Args:
         configs: the studies; those with the same search space are searches of one lever. Levers

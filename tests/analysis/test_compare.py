@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from automix.analysis._compare import (
     difference_table,
@@ -50,24 +51,34 @@ def test_welch_interval_matches_the_textbook_formula():
     out = welch_interval(a[:, None], b[:, None])  # 3 and 4 searches, one seed each
     va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 4
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
-    from scipy import stats
-
     half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
     assert out["low"] == pytest.approx(a.mean() - b.mean() - half)
     assert out["high"] == pytest.approx(a.mean() - b.mean() + half)
 
 
 def test_a_lone_search_brings_its_seed_noise_into_the_search_interval():
-    # Three searches that agree, against one exhaustive grid whose point is noisy across seeds: the
-    # grid's seed spread must widen the interval (it used to count for nothing, leaving only the
-    # three searches' spread of 0.003 and an interval ten times too narrow).
+    # Three searches that agree exactly, against one exhaustive grid whose point is noisy across seeds:
+    # the grid's seed spread is the interval's only variance (it used to count for nothing, leaving an
+    # interval of zero width).
     searches = _lever("joint", [1.54, 1.55, 1.56], [1.545, 1.55, 1.555], [1.55, 1.55, 1.55])
     grid = _lever("tune_grid", [1.44, 1.50, 1.42])
     d = lever_difference(searches, grid, "target_val_loss")
-    s_grid = np.std([1.44, 1.50, 1.42], ddof=1) / 3**0.5
+    seeds = np.array([1.44, 1.50, 1.42])
+    half = stats.t.ppf(0.975, 2) * seeds.std(ddof=1) / 3**0.5  # s²/n of the grid's mean, n − 1 = 2 df
     assert d["search"]["n"] == [3, 1]
-    assert d["search"]["high"] - d["search"]["low"] > 2 * 1.96 * s_grid
-    assert d["search"]["low"] < 1.55 - 1.4533 - 1.96 * s_grid
+    assert d["search"]["low"] == pytest.approx(1.55 - seeds.mean() - half)
+    assert d["search"]["high"] == pytest.approx(1.55 - seeds.mean() + half)
+
+
+def test_welch_degrees_of_freedom_combine_a_lone_search_with_searches():
+    a = np.array([[1.50, 1.52], [1.56, 1.54], [1.53, 1.53]])  # three searches: means 1.51, 1.55, 1.53
+    b = np.array([[1.40, 1.46, 1.43, 1.45]])  # one study, four seeds
+    out = welch_interval(a, b)
+    va, vb = np.var([1.51, 1.55, 1.53], ddof=1) / 3, b.var(ddof=1) / 4
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert out["low"] == pytest.approx(1.53 - b.mean() - half)
+    assert out["high"] == pytest.approx(1.53 - b.mean() + half)
 
 
 def test_missing_runs_are_left_out_and_one_pair_gives_no_interval():

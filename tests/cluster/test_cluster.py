@@ -31,7 +31,7 @@ SPACE = {
 }
 
 
-def _wait_for_trial_on(node_id: str, storage, proc, log, timeout: float = 120) -> int:
+def _wait_for_trial_on(node_id: str, storage, proc, log, timeout: float = 300) -> int:
     """The number of a trial RUNNING on `node_id` once another one finished there (the database says)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -67,7 +67,7 @@ def test_search_survives_losing_a_worker_node(real_study, postgres_url, mlflow_s
         storage = open_storage(postgres_url)
         killed = _wait_for_trial_on(worker_id, storage, proc, log)
         cluster.remove_node(worker, allow_graceful=False)  # the node dies mid-trial
-        assert proc.wait(timeout=150) == 0, log.read_text()[-3000:]
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
