@@ -196,7 +196,8 @@ def test_resume_after_a_crash_keeps_finished_trials_and_reaches_the_total(tmp_pa
 
 
 def test_max_train_tokens_rejects_before_training(tmp_path):
-    # GP (the default) ignores pruned trials: the rejections must not make it loop on one point.
+    # The default sampler (tpe) models finished trials only: past its 10 start-up trials the rejections
+    # must not make it loop on one point.
     result = run(tmp_path, "cap", n_trials=12, cost=lambda p: 1000 * (p["y"] + 1), max_train_tokens=2000)
     rejected = [t for t in result.study.trials if "rejected" in t.user_attrs]
     completed = [t for t in result.study.trials if t.state == TrialState.COMPLETE]

@@ -22,7 +22,7 @@ N_TRIALS = 6
 def study_config(real_study):
     params = {
         "weight_decay": {"type": "float", "low": 0.01, "high": 3.0, "log": True},
-        "epochs": {"type": "int", "low": 2, "high": 6},
+        "epochs": {"type": "int", "low": 1, "high": 3},
         "mix_ratio": {"type": "float", "low": 0.0, "high": 0.5},
     }
     return real_study(
