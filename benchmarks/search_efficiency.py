@@ -49,7 +49,7 @@ from automix.protocol import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, trained_tokens,
 from automix.samplers import make_sampler
 from automix.scheduling._schedulers import checkpoint_cadence, make_scheduler
 from automix.scheduling._searcher import StudySearcher
-from automix.trial._objective import Reporter
+from automix.trial import Reporter
 
 METRIC = "target_val_loss"
 

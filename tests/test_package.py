@@ -24,8 +24,9 @@ LAYERS = [
     ("automix.resources", ("ray", "torch", "mlflow", "optuna", *DRIVER_SIDE)),
     ("automix.console", ("torch", "mlflow", "optuna", "automix.driver", "automix.scheduling")),
     ("automix.scheduling", ("torch", "automix.driver")),
-    # A Ray worker unpickles a trial: it must not pay for MLflow or the driver's side.
-    ("automix.trial._trainable", ("mlflow", *DRIVER_SIDE, "automix.tracking", "automix.scaling")),
+    # A Ray worker unpickles a trial: it must not pay for MLflow or the driver's side, nor, for a
+    # user's own objective, for torch and the trainer (TrainerObjective's unpickling brings those).
+    ("automix.trial._trainable", ("mlflow", "torch", "trainer", *DRIVER_SIDE, "automix.tracking", "automix.scaling")),
 ]
 # Each command imports what it uses before it reads its input: here it stops at the missing input.
 COMMANDS = {

@@ -18,7 +18,8 @@ from automix.samplers import grid_size
 from automix.scheduling import checkpoint_cadence
 from automix.study._workspace import Workspace
 from automix.tracking._store import flatten
-from automix.trial._objective import Objective, TrainerObjective, cpu_threads
+from automix.trial._objective import TrainerObjective, cpu_threads
+from automix.trial._reporter import Objective
 from trainer.config import TrainConfig
 
 # The params that set a trial's size: their extreme corners give the smallest and largest trials.

@@ -45,7 +45,7 @@ from automix.study._results import SearchResult, collect
 from automix.study._storage import StorageUnavailable
 from automix.study._workspace import Workspace
 from automix.tracking._store import Tracker, check_tracking_uri
-from automix.trial._objective import Objective
+from automix.trial._reporter import Objective
 from automix.trial._trainable import make_trainable
 from trainer.atomic import write_json
 from trainer.data import prepare

@@ -1,11 +1,7 @@
-"""Trial functions: `objective(params, report) -> dict[str, float]`.
+"""The built-in trial function: `TrainerObjective` maps a trial's params onto a trainer config and trains.
 
-The built-in `TrainerObjective` maps a trial's params onto a trainer config and trains; a user's
-own objective has the same shape and gets the same search, scheduling and tracking. `report` is a
-`Reporter`: call it with a metrics dict at each evaluation (include `tokens`, the scheduler's
-time axis, and optionally `progress`, the share of the planned training done: a trial whose last
-report says 1.0 counts as finished even if the scheduler stops it at that report); it also tells
-the objective which trial it is running.
+A user's own objective has the same shape (`Objective`, automix/trial/_reporter.py) and gets the
+same search, scheduling and tracking.
 """
 
 from __future__ import annotations
@@ -17,29 +13,9 @@ from typing import Any
 
 from automix.config._space import SearchSpace
 from automix.trial._record import TrialRecord, describe
+from automix.trial._reporter import Reporter
 from trainer.config import TrainConfig
 from trainer.train import run
-
-Objective = Callable[[dict[str, Any], "Reporter"], dict[str, float]]
-
-
-class Reporter:
-    """Callable handed to objectives: forwards metrics to `sink` and remembers the last ones.
-
-    `trial_number` is the Optuna trial's; `requeued_from` the number of an earlier trial of the same
-    params whose checkpoint this one may continue (a crashed one it re-runs, or a pruned one proposed
-    again), or None. An objective that continues one reports `trained_tokens`, what it trained itself.
-    """
-
-    def __init__(self, trial_number: int | None, sink: Callable[[dict], Any], requeued_from: int | None = None):
-        self.trial_number = trial_number
-        self.requeued_from = requeued_from
-        self.last: dict[str, float] = {}
-        self._sink = sink
-
-    def __call__(self, metrics: dict[str, float]) -> None:
-        self.last = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        self._sink(dict(self.last))
 
 
 class TrainerObjective:

@@ -1,7 +1,8 @@
 """The Ray Tune side of a trial: an objective wrapped as a function trainable, and the keys it shares.
 
-A Ray worker imports this module and what the objective needs (the space and config, the trainer),
-so it stays free of MLflow, the samplers and the driver's side (BENCHMARKS.md "Orchestration
+A Ray worker imports this module and what the objective needs (for `TrainerObjective` the space,
+config and trainer; for a user's own objective nothing of automix's beyond `Reporter`), so it stays
+free of MLflow, the samplers and the driver's side (BENCHMARKS.md "Orchestration
 overhead" has what that saves per worker).
 """
 
@@ -14,7 +15,7 @@ import ray
 from ray import tune
 
 from automix.protocol import FINAL_KEY, REQUEUED_KEY, TRIAL_KEY, user_params
-from automix.trial._objective import Objective, Reporter
+from automix.trial._reporter import Objective, Reporter
 
 
 def _ship_by_value(objective: Objective) -> None:

@@ -18,7 +18,7 @@ from automix.scheduling._callbacks import MlflowTrialCallback, TrialLogging, tri
 from automix.study import Workspace
 from automix.tracking._store import Tracker, flatten, seed_sqlite_store
 from automix.tracking._trial import read_trial_run
-from automix.trial._objective import Reporter, TrainerObjective
+from automix.trial import Reporter, TrainerObjective
 from automix.trial._recreate import trial_config
 from trainer.documents import content_key
 from trainer.model import build_model
