@@ -17,19 +17,6 @@ AR_WORDS = "السلام عليكم في المدينة الكبيرة قال ا
 EN_WORDS = "the quick brown fox jumps over a lazy dog while the market rallied after news".split()
 
 
-def pytest_collection_modifyitems(items):
-    """Files with cluster tests run first, then files with other slow ones, each file's tests in order.
-
-    Under pytest-xdist (`--dist loadfile`) files are handed out in this order: the longest start
-    early, so no worker is left alone with a long one at the end.
-    """
-    rank: dict[Path, int] = {}
-    for item in items:
-        weight = 0 if item.get_closest_marker("cluster") else 1 if item.get_closest_marker("slow") else 2
-        rank[item.path] = min(rank.get(item.path, 2), weight)
-    items.sort(key=lambda item: rank[item.path])  # stable: each file stays in one piece, in its order
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory):
     """One automix cache (token arrays, MLflow's empty store) per test session, not the user's."""
