@@ -204,8 +204,8 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[st
 
     A side with two or more searches contributes the spread of its searches' means (search and seed
     variation). A side with one search (an exhaustive grid, say) contributes its seeds' spread: its
-    mean is still a mean over seeds. With one search on both sides there is no interval here (the
-    paired seed interval is the one to read).
+    mean is still a mean over seeds. With one search on both sides, or a lone search of one seed,
+    there is no interval here (the paired seed interval is the one to read).
     """
     out: dict[str, Any] = {"n": [len(_row_means(a)), len(_row_means(b))], "low": None, "high": None}
     sides = [_mean_error(x) for x in (a, b)]
