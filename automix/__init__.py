@@ -10,8 +10,9 @@ The public API is re-exported here, lazily; the parts live in subpackages with p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from automix._lazy import lazy_exports
 
 # Exports load on first use (PEP 562): a Ray worker that unpickles a trial imports `automix.trial`,
 # and must not pay for Ray's driver side, MLflow, the samplers and the μP tools on the way.
@@ -57,9 +58,4 @@ if TYPE_CHECKING:
     from automix.trial import Reporter, TrainerObjective
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'automix' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

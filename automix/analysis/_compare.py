@@ -211,12 +211,33 @@ def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict[st
     sides = [_mean_error(x) for x in (a, b)]
     if None in sides or max(out["n"]) < 2:
         return out
-    (mean_a, var_a, df_a), (mean_b, var_b, df_b) = sides
-    var = var_a + var_b
-    df = var**2 / (var_a**2 / df_a + var_b**2 / df_b) if var > 0 else df_a + df_b
-    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(var)
-    out["low"], out["high"] = float(mean_a - mean_b - half), float(mean_a - mean_b + half)
+    _, out["low"], out["high"] = welch_contrast(sides, [1, -1], level)
     return out
+
+
+def welch_contrast(
+    parts: Sequence[tuple[float, float, int]], signs: Sequence[int], level: float = 0.95, df: float | None = None
+) -> tuple[float, float, float]:
+    """Σ sign·mean over independent estimates, with its t interval.
+
+    Args:
+        parts: each estimate as (mean, variance of that mean, its degrees of freedom).
+        signs: +1 or −1 per part.
+        level: the interval's confidence level.
+        df: the t distribution's degrees of freedom; Welch–Satterthwaite's when None.
+
+    Returns:
+        (estimate, low, high).
+
+    Example:
+        >>> welch_contrast([(1.50, 1e-4, 2), (1.60, 4e-4, 2)], [1, -1])  # doctest: +SKIP
+    """
+    est = sum(sign * mean for sign, (mean, _, _) in zip(signs, parts, strict=True))
+    var = sum(v for _, v, _ in parts)
+    if df is None:
+        df = var**2 / sum(v**2 / k for _, v, k in parts) if var > 0 else sum(k for _, _, k in parts)
+    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(var)
+    return float(est), float(est - half), float(est + half)
 
 
 def _mean_error(x: np.ndarray) -> tuple[float, float, int] | None:

@@ -8,8 +8,9 @@ plain records for its MLflow run and back.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from automix._lazy import lazy_exports
 
 _EXPORTS = {
     "Objective": "automix.trial._reporter",
@@ -28,9 +29,4 @@ if TYPE_CHECKING:
     from automix.trial._reporter import Objective, Reporter
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'automix.trial' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from automix.analysis import welch_contrast
 
 
 def _row(cells: list) -> str:
@@ -155,19 +156,6 @@ def _search_means(result: dict) -> dict[str, np.ndarray]:
     }
 
 
-def welch_contrast(
-    groups: list[np.ndarray], signs: list[int], level: float = 0.95, df: float | None = None
-) -> tuple[float, float, float]:
-    """Σ sign·mean over independent groups, with a t interval on the searches' spread: Welch–Satterthwaite
-    degrees of freedom unless `df` is given (n − 1 of one group is the conservative choice)."""
-    est = sum(s * g.mean() for s, g in zip(signs, groups, strict=True))
-    v = np.array([g.var(ddof=1) / len(g) for g in groups])
-    if df is None:
-        df = v.sum() ** 2 / sum(x**2 / (len(g) - 1) for x, g in zip(v, groups, strict=True))
-    half = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(v.sum())
-    return est, est - half, est + half
-
-
 def trend_table(against: str, results: list[dict]) -> str:
     """Each lever minus `against` at every level (search means), and the change from first to last level."""
     levels = [_search_means(r) for r in results]
@@ -177,8 +165,10 @@ def trend_table(against: str, results: list[dict]) -> str:
     for name in (n for n in levels[0] if n != against):
         per = [m[name].mean() - m[against].mean() for m in levels]
         groups = [levels[-1][name], levels[-1][against], levels[0][name], levels[0][against]]
-        welch = welch_contrast(groups, [1, -1, -1, 1])
-        _, low, high = welch_contrast(groups, [1, -1, -1, 1], df=min(len(g) for g in groups) - 1)
+        parts = [(g.mean(), g.var(ddof=1) / len(g), len(g) - 1) for g in groups]
+        welch = welch_contrast(parts, [1, -1, -1, 1])
+        # the conservative choice: n − 1 of the smallest group
+        _, low, high = welch_contrast(parts, [1, -1, -1, 1], df=min(len(g) for g in groups) - 1)
         interval = f"{welch[0]:+.3f} [{welch[1]:+.3f}, {welch[2]:+.3f}]"
         rows.append([f"{name} − {against}", *(f"{d:+.3f}" for d in per), interval, f"[{low:+.3f}, {high:+.3f}]"])
     return _table(header, rows)
